@@ -1,0 +1,89 @@
+"""Row factories shared by the tests (one place, not copied from test to test)."""
+
+from __future__ import annotations
+
+from webapp.extensions import db
+from webapp.models import ApiKey, Project, User
+from webapp.pool import import_items
+
+TEXT_LABELS = ["sport", "politics", "tech"]
+
+# Short, clearly separable texts so a real model learns them from a few dozen labels.
+WORDS = {
+    "sport": "match goal team season coach player league score win cup",
+    "politics": "election minister vote party government parliament policy law campaign",
+    "tech": "software computer phone internet chip data app network digital device",
+}
+
+
+def make_project(
+    slug="news",
+    kind="text",
+    labels=None,
+    features=None,
+    template=None,
+    settings=None,
+    name=None,
+) -> Project:
+    """Create a project (text with three labels unless told otherwise)."""
+    labels = labels or (TEXT_LABELS if kind == "text" else ["a", "b"])
+    features = features or ([] if kind == "text" else ["x1", "x2"])
+    template = template or ("text-logreg" if kind == "text" else "tabular-logreg")
+    project = Project(
+        slug=slug,
+        name=name or slug.title(),
+        kind=kind,
+        labels=labels,
+        features=features,
+        template=template,
+        settings=settings or {},
+    )
+    db.session.add(project)
+    db.session.commit()
+    return project
+
+
+def make_user(email="expert@example.com", password="secret-pass", role="annotator") -> User:
+    user = User(email=email, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def make_key(project: Project, scopes=("predict", "feedback", "label", "admin")) -> str:
+    """Create an API key for the project and return the plaintext bearer token."""
+    row, plaintext = ApiKey.generate(project, list(scopes))
+    db.session.add(row)
+    db.session.commit()
+    return plaintext
+
+
+def text_for(label: str, i: int) -> str:
+    """A deterministic text of the given class, varied by i."""
+    words = WORDS[label].split()
+    picked = [words[(i * 3 + k) % len(words)] for k in range(6)]
+    return f"{' '.join(picked)} report number {i}"
+
+
+def make_items(project: Project, n: int, start: int = 0, labels=None) -> list[int]:
+    """Import n text items cycling through the labels; return their ids."""
+    labels = labels or project.labels
+    rows = [
+        {"external_id": f"ext-{i}", "data": {"text": text_for(labels[i % len(labels)], i)}}
+        for i in range(start, start + n)
+    ]
+    ids: list[int] = []
+    for batch in import_items(project, rows):
+        ids.extend(batch)
+    return ids
+
+
+def true_label(project: Project, item) -> str:
+    """The label the generated text was made from (what a careful expert would answer)."""
+    for label in project.labels:
+        if WORDS[label].split()[0] in item.data["text"] or any(
+            w in item.data["text"].split() for w in WORDS[label].split()
+        ):
+            return label
+    raise AssertionError(item.data)

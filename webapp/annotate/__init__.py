@@ -1,0 +1,7 @@
+"""The annotate feature."""
+
+from flask import Blueprint
+
+bp = Blueprint("annotate", __name__)
+
+from . import routes  # noqa: E402,F401

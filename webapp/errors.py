@@ -1,0 +1,90 @@
+"""Errors as RFC 9457 problem documents for the API, HTML pages elsewhere."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, json, render_template, request
+from werkzeug.exceptions import HTTPException
+
+PROBLEM = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error the API reports as a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail or title
+        self.errors = errors or {}
+        self.headers = headers or {}
+
+
+class ValidationError(ApiError):
+    """Bad input: each offending field is named in `errors`."""
+
+    def __init__(self, errors: dict[str, str], detail: str | None = None):
+        first = next(iter(errors.items()))
+        super().__init__(422, "Invalid input", detail or f"{first[0]}: {first[1]}", errors=errors)
+
+
+class Conflict(ApiError):
+    def __init__(self, detail: str):
+        super().__init__(409, "Conflict", detail)
+
+
+class NotFound(ApiError):
+    def __init__(self, detail: str = "Not found"):
+        super().__init__(404, "Not found", detail)
+
+
+def problem(
+    status: int, title: str, detail: str, errors: dict | None = None, headers: dict | None = None
+) -> Response:
+    """Build a problem+json response."""
+    body = {"type": "about:blank", "status": status, "title": title, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM)
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def _wants_problem() -> bool:
+    """API paths answer in JSON; pages answer in HTML."""
+    return request.path.startswith("/api/")
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        if _wants_problem():
+            return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+        return render_template("error.html", status=exc.status, detail=exc.detail), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if _wants_problem():
+            detail = exc.description or exc.name
+            if exc.code == 413:
+                limit = app.config.get("MAX_CONTENT_LENGTH")
+                detail = f"The request body is larger than the limit of {limit} bytes."
+            return problem(exc.code or 500, exc.name, detail)
+        return render_template("error.html", status=exc.code, detail=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        if _wants_problem():
+            return problem(500, "Internal Server Error", "An unexpected error occurred.")
+        return render_template("error.html", status=500, detail="Unexpected error."), 500

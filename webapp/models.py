@@ -1,0 +1,340 @@
+"""SQL models: projects, items, predictions, feedback, annotations, models and runs."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from labeling.evaluation import GateConfig
+
+from .extensions import db
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT for 1M+ rows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Return the current time as a naive UTC datetime (how every column stores time)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+ROLES = ("annotator", "reviewer", "engineer", "admin")
+SCOPES = ("predict", "feedback", "label", "admin")
+KINDS = ("text", "tabular")
+STRATEGIES = ("margin", "uncertainty", "entropy")
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "query_strategy": "margin",
+    "heldout_share": 0.2,
+    "audit_share": 0.1,
+    "retrain_every": 25,
+    "gate": {
+        "min_heldout": GateConfig.min_heldout,
+        "min_delta": GateConfig.min_delta,
+        "max_class_drop": GateConfig.max_class_drop,
+        "min_class_support": GateConfig.min_class_support,
+    },
+}
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default="annotator")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        """Store a salted hash of the password."""
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Return whether the password matches the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def annotator(self) -> str:
+        """The identity that leases, skips and annotations are recorded under."""
+        return f"user:{self.id}"
+
+
+class Project(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list] = mapped_column(JSON)
+    features: Mapped[list] = mapped_column(JSON, default=list)
+    template: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Items with a resolved label, and label changes (new or corrected) for the retrain trigger.
+    labeled_count: Mapped[int] = mapped_column(Integer, default=0)
+    label_events: Mapped[int] = mapped_column(Integer, default=0)
+    label_events_at_trigger: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def setting(self, key: str) -> Any:
+        """Return a project setting, falling back to the default."""
+        return (self.settings or {}).get(key, DEFAULT_SETTINGS[key])
+
+    @property
+    def gate_config(self) -> GateConfig:
+        """The promotion gate thresholds for this project."""
+        merged = dict(DEFAULT_SETTINGS["gate"], **(self.settings or {}).get("gate", {}))
+        return GateConfig.from_settings(merged)
+
+
+class ApiKey(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    # The key is shown once; we keep its public prefix for lookup and a hash of the whole.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    project: Mapped[Project] = relationship()
+
+    @staticmethod
+    def generate(project: Project, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
+        """Create a key row and return it with the plaintext key, which is not stored."""
+        prefix = secrets.token_hex(6)
+        plaintext = f"cg_{prefix}_{secrets.token_urlsafe(24)}"
+        row = ApiKey(
+            project=project,
+            name=name,
+            prefix=prefix,
+            key_hash=hashlib.sha256(plaintext.encode()).hexdigest(),
+            scopes=list(scopes),
+        )
+        return row, plaintext
+
+    @property
+    def annotator(self) -> str:
+        """The identity a key with the `label` scope labels as."""
+        return f"key:{self.id}"
+
+
+class Item(db.Model):
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default="import")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Uniform random key drawn at insert: random audits and cold start walk an index on it.
+    rand: Mapped[float] = mapped_column(Float, default=random.random)
+    # Active-learning score under the current champion (higher = more worth labeling).
+    score: Mapped[float | None] = mapped_column(Float)
+    scored_by: Mapped[int | None] = mapped_column(Integer)
+    # Resolved label, kept in step with the annotations (the latest one, for now).
+    label: Mapped[str | None] = mapped_column(String(100))
+    labeled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    disputed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_reason: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id", name="uq_item_project_external"),
+        # The three queue lanes, each one index range scan.
+        Index(
+            "ix_item_disputed",
+            "project_id",
+            "disputed_at",
+            sqlite_where=text("disputed_at IS NOT NULL"),
+            postgresql_where=text("disputed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_item_pool_score",
+            "project_id",
+            text("score DESC"),
+            sqlite_where=text("label IS NULL"),
+            postgresql_where=text("label IS NULL"),
+        ),
+        Index(
+            "ix_item_pool_rand",
+            "project_id",
+            "rand",
+            sqlite_where=text("label IS NULL"),
+            postgresql_where=text("label IS NULL"),
+        ),
+        Index(
+            "ix_item_labeled",
+            "project_id",
+            "id",
+            sqlite_where=text("label IS NOT NULL"),
+            postgresql_where=text("label IS NOT NULL"),
+        ),
+        Index("ix_item_lease_owner", "lease_owner"),
+    )
+
+
+class ModelVersion(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    template: Mapped[str] = mapped_column(String(32))
+    labels: Mapped[list] = mapped_column(JSON)
+    artifact: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    snapshot_digest: Mapped[str] = mapped_column(String(64))
+    train_size: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("retrain_run.id", use_alter=True, ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", name="uq_model_version_project_version"),
+        # At most one champion per project, enforced by the database.
+        Index(
+            "uq_model_version_champion",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status = 'champion'"),
+            postgresql_where=text("status = 'champion'"),
+        ),
+    )
+
+
+class Prediction(db.Model):
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    # For predictions logged by the app's own model: whatever name it reported.
+    model_name: Mapped[str | None] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(100))
+    probabilities: Mapped[dict | None] = mapped_column(JSON)
+    # The end user or session the prediction served (sticky A/B splits key on it).
+    unit: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_prediction_project_created", "project_id", "created_at"),)
+
+
+class Feedback(db.Model):
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("prediction.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(100))
+    comment: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "idempotency_key", name="uq_feedback_idempotency"),
+    )
+
+
+class Annotation(db.Model):
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
+    annotator: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(100))
+    # Why the queue served the item (disputed / uncertain / audit / cold-start), for audits.
+    reason: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_annotation_annotator", "project_id", "annotator"),)
+
+
+class Skip(db.Model):
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("item.id", ondelete="CASCADE"), primary_key=True
+    )
+    annotator: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RetrainRun(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    train_size: Mapped[int | None] = mapped_column(Integer)
+    heldout_size: Mapped[int | None] = mapped_column(Integer)
+    snapshot_digest: Mapped[str | None] = mapped_column(String(64))
+    # The exact (item id, label) pairs trained on, zlib-compressed JSON, for lineage.
+    snapshot: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_retrain_run_project", "project_id", "id"),
+        # Coalescing, enforced by the database: one queued and one running run per project.
+        Index(
+            "uq_retrain_run_queued",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+        Index(
+            "uq_retrain_run_running",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+
+class Task(db.Model):
+    """A background job other than a retrain (rescoring, …), with its RQ job id and progress."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict] = mapped_column(JSON, default=dict)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_task_project", "project_id", "id"),)

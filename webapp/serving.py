@@ -1,0 +1,211 @@
+"""Serving: predictions from the champion (cached per process), logged predictions, feedback."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from labeling import sampling, training
+
+from .errors import Conflict, ValidationError
+from .extensions import db
+from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
+from .pool import find_or_create_item, validate_data, validate_label
+from .training import champion_version, load_model, request_rescore
+
+# project id -> (model version id, version number, fitted model); refreshed when the champion
+# changes, which costs one indexed query per prediction to notice.
+_cache: dict[int, tuple[int, int, object]] = {}
+_cache_lock = threading.Lock()
+
+
+def champion_model(project: Project) -> tuple[ModelVersion, object] | None:
+    """The champion row and its fitted model, loaded once per process per promotion."""
+    row = db.session.execute(
+        select(ModelVersion.id, ModelVersion.version).where(
+            ModelVersion.project_id == project.id, ModelVersion.status == "champion"
+        )
+    ).first()
+    if row is None:
+        return None
+    cached = _cache.get(project.id)
+    if cached is None or cached[0] != row.id:
+        with _cache_lock:
+            cached = _cache.get(project.id)
+            if cached is None or cached[0] != row.id:
+                version = champion_version(project.id)
+                if version is None:
+                    return None
+                cached = (version.id, version.version, load_model(version))
+                _cache[project.id] = cached
+    return cached[0], cached[1], cached[2]
+
+
+def predict(
+    project: Project, data: object, external_id: str | None = None, unit: str | None = None
+) -> dict:
+    """Predict with the champion, log the prediction, and return the API's response body."""
+    data = validate_data(project, data)
+    champion = champion_model(project)
+    if champion is None:
+        raise Conflict(
+            "This project has no model yet: label items and retrain to promote a first champion."
+        )
+    version_id, version_no, model = champion
+    labels = list(project.labels)
+    X = training.to_matrix(project.kind, [data], project.features)
+    proba = training.predict_proba_for(model, X, labels)
+    best = int(proba[0].argmax())
+    score = float(sampling.informativeness_from_proba(proba, project.setting("query_strategy"))[0])
+    item = find_or_create_item(project, data, external_id, source="production")
+    if item.label is None:
+        item.score, item.scored_by = score, version_no
+    prediction = Prediction(
+        project_id=project.id,
+        item_id=item.id,
+        model_version_id=version_id,
+        label=labels[best],
+        probabilities={lab: round(float(p), 6) for lab, p in zip(labels, proba[0], strict=True)},
+        unit=unit,
+    )
+    db.session.add(prediction)
+    db.session.commit()
+    return {
+        "prediction_id": prediction.id,
+        "item_id": item.id,
+        "label": prediction.label,
+        "probabilities": prediction.probabilities,
+        "model_version": version_no,
+    }
+
+
+def validate_probabilities(project: Project, value: object, field: str) -> dict | None:
+    """Check a {label: p} mapping: known labels, numbers in [0, 1]."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError({field: "must be an object mapping labels to probabilities"})
+    for key, p in value.items():
+        validate_label(project, key, f"{field}.{key}")
+        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p):
+            raise ValidationError({f"{field}.{key}": "must be a number"})
+        if not 0.0 <= p <= 1.0:
+            raise ValidationError({f"{field}.{key}": "must be between 0 and 1"})
+    return {k: float(v) for k, v in value.items()}
+
+
+def log_predictions(project: Project, rows: list[dict]) -> list[int]:
+    """Record predictions the app's own model made; all rows are validated before any is written."""
+    checked = []
+    for i, row in enumerate(rows):
+        field = f"predictions[{i}]"
+        if not isinstance(row, dict):
+            raise ValidationError({field: "must be an object"})
+        data = validate_data(project, row.get("data"), f"{field}.data")
+        label = validate_label(project, row.get("label"), f"{field}.label")
+        probs = validate_probabilities(project, row.get("probabilities"), f"{field}.probabilities")
+        ext = _optional_str(row, "external_id", field)
+        model_name = _optional_str(row, "model", field)
+        unit = _optional_str(row, "unit", field)
+        checked.append((data, label, probs, ext, model_name, unit))
+    ids = []
+    for data, label, probs, ext, model_name, unit in checked:
+        item = find_or_create_item(project, data, ext, source="production")
+        prediction = Prediction(
+            project_id=project.id,
+            item_id=item.id,
+            model_name=model_name,
+            label=label,
+            probabilities=probs,
+            unit=unit,
+        )
+        db.session.add(prediction)
+        db.session.flush()
+        ids.append(prediction.id)
+    db.session.commit()
+    request_rescore(project)
+    return ids
+
+
+def _optional_str(row: dict, key: str, field: str) -> str | None:
+    value = row.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > 200):
+        raise ValidationError({f"{field}.{key}": "must be a string of at most 200 characters"})
+    return value
+
+
+def add_feedback(
+    prediction: Prediction,
+    correct: object = None,
+    label: object = None,
+    comment: object = None,
+    idempotency_key: str | None = None,
+) -> tuple[Feedback, bool]:
+    """Record end-user feedback on a prediction; return (feedback, created).
+
+    Feedback that says the model was wrong marks the item disputed, which puts it first in the
+    experts' queue. A retry with the same idempotency key returns the first feedback unchanged.
+    """
+    project = db.session.get(Project, prediction.project_id)
+    if correct is not None and not isinstance(correct, bool):
+        raise ValidationError({"correct": "must be true or false"})
+    if label is not None:
+        validate_label(project, label)
+    if comment is not None and not isinstance(comment, str):
+        raise ValidationError({"comment": "must be a string"})
+    if correct is None and label is None:
+        raise ValidationError({"correct": "give `correct`, a suggested `label`, or both"})
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(project.id, idempotency_key)
+        if existing is not None:
+            _check_replay(existing, prediction, correct, label, comment)
+            return existing, False
+    feedback = Feedback(
+        prediction_id=prediction.id,
+        project_id=project.id,
+        correct=correct,
+        label=label,
+        comment=comment,
+        idempotency_key=idempotency_key,
+    )
+    db.session.add(feedback)
+    says_wrong = correct is False or (label is not None and label != prediction.label)
+    if says_wrong:
+        item = db.session.get(Item, prediction.item_id)
+        # Already settled by an expert the same way: nothing left to dispute.
+        settled = item.label is not None and item.label == (label or item.label) != prediction.label
+        if not settled and item.disputed_at is None:
+            item.disputed_at = utcnow()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same key raced us; the first write wins and this call replays it.
+        db.session.rollback()
+        existing = _by_idempotency_key(project.id, idempotency_key)
+        if existing is None:
+            raise
+        _check_replay(existing, prediction, correct, label, comment)
+        return existing, False
+    return feedback, True
+
+
+def _by_idempotency_key(project_id: int, key: str) -> Feedback | None:
+    return db.session.scalar(
+        select(Feedback).where(Feedback.project_id == project_id, Feedback.idempotency_key == key)
+    )
+
+
+def _check_replay(existing: Feedback, prediction: Prediction, correct, label, comment) -> None:
+    """A reused key must carry the same request; anything else is a client bug worth naming."""
+    if (existing.prediction_id, existing.correct, existing.label, existing.comment) != (
+        prediction.id,
+        correct,
+        label,
+        comment,
+    ):
+        raise ValidationError(
+            {"Idempotency-Key": "was already used for a different feedback request"}
+        )

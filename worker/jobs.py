@@ -1,0 +1,43 @@
+"""RQ jobs: plain functions taking ids, enqueued by dotted path (`worker.jobs.retrain`)."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+from webapp import training
+from webapp.extensions import db
+
+from . import get_app, in_forked_child
+
+
+def _report(**meta) -> None:
+    """Put progress in the job's meta so pages can poll it."""
+    job = get_current_job()
+    if job is not None:
+        job.meta.update(meta)
+        job.save_meta()
+
+
+def _fresh_connections() -> None:
+    """A forked work horse must not reuse the parent's pooled database connections."""
+    if in_forked_child():
+        db.engine.dispose(close=False)
+
+
+def retrain(run_id: int) -> str:
+    """Train, evaluate, gate and maybe promote for retrain run `run_id`; return its status."""
+    with get_app().app_context():
+        _fresh_connections()
+        return training.run_retrain(run_id, progress=lambda stage: _report(stage=stage))
+
+
+def rescore(task_id: int) -> None:
+    """Score the unlabeled pool with the current champion for task `task_id`."""
+    app = get_app()
+    with app.app_context():
+        _fresh_connections()
+        training.run_rescore(
+            task_id,
+            chunk=app.config["RESCORE_CHUNK"],
+            progress=lambda done, total: _report(done=done, total=total),
+        )
