@@ -87,3 +87,33 @@ def true_label(project: Project, item) -> str:
         ):
             return label
     raise AssertionError(item.data)
+
+
+def label_all(project: Project, ids: list[int], annotator: str = "seed:test") -> None:
+    """Record the true label of each item as an expert annotation (no retrain triggered)."""
+    from webapp.models import Annotation, Item
+
+    for item_id in ids:
+        item = db.session.get(Item, item_id)
+        label = true_label(project, item)
+        db.session.add(
+            Annotation(project_id=project.id, item_id=item.id, annotator=annotator, label=label)
+        )
+        item.label = label
+        item.labeled_at = item.created_at
+    project.labeled_count = (project.labeled_count or 0) + len(ids)
+    db.session.commit()
+
+
+def make_champion(project: Project, n_labeled: int = 150, n_pool: int = 50):
+    """Import and label items, then retrain synchronously until a champion exists; return it."""
+    from webapp import training
+
+    ids = make_items(project, n_labeled + n_pool)
+    label_all(project, ids[:n_labeled])
+    run = training.trigger_retrain(project, trigger="manual")
+    training.run_retrain(run.id)
+    db.session.expire_all()
+    champion = training.champion_version(project.id)
+    assert champion is not None, db.session.get(type(run), run.id).reasons
+    return champion

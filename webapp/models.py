@@ -161,20 +161,13 @@ class Item(db.Model):
 
     __table_args__ = (
         UniqueConstraint("project_id", "external_id", name="uq_item_project_external"),
-        # The three queue lanes, each one index range scan.
+        # The queue lanes, each one index range scan (the score lane's index is below).
         Index(
             "ix_item_disputed",
             "project_id",
             "disputed_at",
             sqlite_where=text("disputed_at IS NOT NULL"),
             postgresql_where=text("disputed_at IS NOT NULL"),
-        ),
-        Index(
-            "ix_item_pool_score",
-            "project_id",
-            text("score DESC"),
-            sqlite_where=text("label IS NULL"),
-            postgresql_where=text("label IS NULL"),
         ),
         Index(
             "ix_item_pool_rand",
@@ -192,6 +185,16 @@ class Item(db.Model):
         ),
         Index("ix_item_lease_owner", "lease_owner"),
     )
+
+
+# The uncertainty lane of the queue: ORDER BY score DESC over a project's unlabeled items.
+Index(
+    "ix_item_pool_score",
+    Item.project_id,
+    Item.score.desc(),
+    sqlite_where=text("label IS NULL"),
+    postgresql_where=text("label IS NULL"),
+)
 
 
 class ModelVersion(db.Model):

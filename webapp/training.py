@@ -148,13 +148,13 @@ def run_retrain(run_id: int, progress: Callable[[str], None] | None = None) -> s
     run = db.session.get(RetrainRun, run_id)
     if run is None or run.status != "queued":
         return run.status if run else "missing"
-    claimed = db.session.execute(
-        update(RetrainRun)
-        .where(RetrainRun.id == run_id, RetrainRun.status == "queued")
-        .values(status="running", started_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
     try:
+        claimed = db.session.execute(
+            update(RetrainRun)
+            .where(RetrainRun.id == run_id, RetrainRun.status == "queued")
+            .values(status="running", started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
