@@ -156,3 +156,18 @@ def test_intent_survives_redis_outage_and_is_enqueued_later(app, run_jobs):
     db.session.refresh(run)
     assert run.job_id is not None
     assert [j.args for j in _queued_jobs(app)] == [[run.id]]
+
+
+def test_a_run_whose_worker_died_is_failed_and_the_next_one_proceeds(app, run_jobs):
+    project = make_project()
+    ids = make_items(project, 200)
+    label_all(project, ids[:150])
+    lost = training.trigger_retrain(project)
+    lost.status, lost.job_id = "running", "job-of-a-dead-worker"
+    db.session.commit()
+    waiting = training.trigger_retrain(project)
+    run_jobs()  # the worker starts: recovers the lost run, then runs the waiting one
+    db.session.expire_all()
+    lost = db.session.get(RetrainRun, lost.id)
+    assert lost.status == "failed" and "stopped" in lost.error
+    assert db.session.get(RetrainRun, waiting.id).status == "succeeded"

@@ -12,6 +12,8 @@ import os
 import redis
 from flask import Flask, current_app
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -82,3 +84,15 @@ def enqueue(func: str, *args, job_id: str | None = None, timeout: int = 3600) ->
         log.warning("could not enqueue %s%r: %s", func, args, exc)
         return None
     return job.id
+
+
+def job_status(job_id: str | None) -> str | None:
+    """The RQ status of a job ("queued", "started", "failed", …), or None if Redis forgot it."""
+    if not job_id:
+        return None
+    try:
+        job = Job.fetch(job_id, connection=get_redis(), serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    return status.value if status is not None else None

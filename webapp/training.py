@@ -98,8 +98,17 @@ def request_rescore(project: Project) -> Task | None:
 
 
 def requeue_pending() -> int:
-    """Enqueue every queued run and task whose job never reached Redis; return how many."""
+    """Recover after an outage: fail runs whose worker died, enqueue intents Redis never got.
+
+    Returns how many jobs were enqueued.
+    """
     count = 0
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "running")):
+        if jobs.job_status(run.job_id) not in ("started", "queued"):
+            # Its worker died mid-run; a stuck `running` row would block every later retrain.
+            run.status, run.finished_at = "failed", utcnow()
+            run.error = "The worker running this retrain stopped before it finished."
+            db.session.commit()
     for run in db.session.scalars(
         select(RetrainRun).where(RetrainRun.status == "queued", RetrainRun.job_id.is_(None))
     ):
