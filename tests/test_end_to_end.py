@@ -10,7 +10,7 @@ def _auth(key: str) -> dict:
 
 
 def test_the_closed_loop_over_http(app, client, run_jobs):
-    project = make_project(settings={"retrain_every": 120})
+    project = make_project(settings={"retrain_every": 120, "gate": {"min_heldout": 10}})
     admin = _auth(make_key(project, ["admin", "predict", "feedback"]))
     expert = _auth(make_key(project, ["label"]))
     labels = project.labels

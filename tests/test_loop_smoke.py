@@ -9,7 +9,7 @@ from webapp.models import ModelVersion, RetrainRun
 
 
 def test_loop_promotes_and_serves(app, run_jobs):
-    project = make_project(settings={"retrain_every": 120})
+    project = make_project(settings={"retrain_every": 120, "gate": {"min_heldout": 10}})
     make_items(project, 200)
     for _ in range(120):
         item, reason = pool.next_item(project, "user:1")

@@ -22,7 +22,7 @@ _cache: dict[int, tuple[int, int, object]] = {}
 _cache_lock = threading.Lock()
 
 
-def champion_model(project: Project) -> tuple[ModelVersion, object] | None:
+def champion_model(project: Project) -> tuple[int, int, object] | None:
     """The champion row and its fitted model, loaded once per process per promotion."""
     row = db.session.execute(
         select(ModelVersion.id, ModelVersion.version).where(
