@@ -69,16 +69,11 @@ def migrated(tmp_path_factory, instance_dir):
 def database_url(migrated, tmp_path):
     """A fresh, migrated database for one test."""
     if PG_URL:
+        # DELETE beats TRUNCATE by far on tables this small (TRUNCATE rewrites files).
         engine = create_engine(PG_URL)
         with engine.begin() as conn:
-            tables = conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            ).scalars()
-            names = ", ".join(f'"{t}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
         engine.dispose()
         return PG_URL
     path = tmp_path / "corrigo.sqlite"
