@@ -1,1 +1,197 @@
-"""Views."""
+"""Views: the labeling page, one leased item at a time, swapped in by htmx without a reload."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from labeling.training import predict_proba_for, to_matrix
+
+from .. import pool, serving
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import Annotation, Feedback, Item, Prediction, Project
+from ..monitor.routes import project_or_404
+from . import bp
+
+# Number keys for the first ten labels, in the order of the keyboard's top row.
+KEYS = "1234567890"
+
+
+def _reason_tip(project: Project, reason: str) -> str:
+    """Explain in one sentence why the queue served an item."""
+    share = project.setting("audit_share")
+    strategy = project.setting("query_strategy")
+    return {
+        "disputed": "Production feedback says the model got this item wrong or suggests another "
+        "label. Disputed items always come first.",
+        "uncertain": f"The current model is least sure about this item ({strategy} sampling), "
+        "so your label teaches it the most.",
+        "audit": f"A uniform random pick ({share:.0%} of items served) that keeps the sample "
+        "honest and catches the model's blind spots.",
+        "cold-start": "No model has been promoted yet, so items come in random order.",
+    }.get(reason, "")
+
+
+def _hx() -> bool:
+    """Whether htmx sent the request (then only the partial is returned)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def _labeled_here(project: Project, add: int = 0) -> int:
+    """Count of items this browser session labeled in the project, optionally adding to it."""
+    counts = dict(session.get("labeled", {}))
+    key = str(project.id)
+    if add:
+        counts[key] = counts.get(key, 0) + add
+        session["labeled"] = counts
+    return counts.get(key, 0)
+
+
+def _suggestion(project: Project, item: Item) -> dict | None:
+    """The champion's label for the item with its confidence, or None before any promotion."""
+    champion = serving.champion_model(project)
+    if champion is None:
+        return None
+    _version_id, version_no, model = champion
+    try:
+        X = to_matrix(project.kind, [item.data], project.features)
+        proba = predict_proba_for(model, X, project.labels)[0]
+    except ValueError:
+        # Data the model cannot read (a non-numeric feature, say) only costs the suggestion.
+        current_app.logger.warning("no suggestion for item %s", item.id, exc_info=True)
+        return None
+    best = int(proba.argmax())
+    return {"label": project.labels[best], "confidence": float(proba[best]), "version": version_no}
+
+
+def _dispute(item: Item) -> dict | None:
+    """The latest feedback on the item's predictions: what the model said, what users said."""
+    row = db.session.execute(
+        select(Prediction.label, Feedback.correct, Feedback.label, Feedback.comment)
+        .join(Prediction, Feedback.prediction_id == Prediction.id)
+        .where(Prediction.item_id == item.id)
+        .order_by(Feedback.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    predicted, correct, suggested, comment = row
+    return {"predicted": predicted, "correct": correct, "label": suggested, "comment": comment}
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Split a text on blank lines, so the page keeps the author's paragraphs."""
+    blocks = [block.strip("\n") for block in text.replace("\r\n", "\n").split("\n\n")]
+    return [block for block in blocks if block.strip()]
+
+
+def _render(
+    project: Project,
+    picked: tuple[Item, str] | None,
+    message: str | None = None,
+    level: str = "info",
+    error: str | None = None,
+    status: int = 200,
+):
+    """Render the item (or the empty-queue state): the partial for htmx, else the whole page."""
+    item, reason = picked if picked else (None, None)
+    labels = project.labels
+    context = {
+        "project": project,
+        "item": item,
+        "reason": reason,
+        "labels": [(label, KEYS[i] if i < len(KEYS) else None) for i, label in enumerate(labels)],
+        "labeled_here": _labeled_here(project),
+        "message": message,
+        "level": level,
+        "error": error,
+    }
+    if item is not None:
+        context.update(
+            tip=_reason_tip(project, reason),
+            suggestion=_suggestion(project, item),
+            dispute=_dispute(item) if item.disputed_at is not None else None,
+            paragraphs=_paragraphs(item.data.get("text", "")) if project.kind == "text" else [],
+        )
+    template = "annotate/_item.html" if _hx() else "annotate/page.html"
+    return render_template(template, **context), status
+
+
+def _next(project: Project, message: str, level: str = "info"):
+    """After an action: the next item's partial for htmx, or a redirect to the page without JS."""
+    if not _hx():
+        flash(message, level)
+        return redirect(url_for("annotate.next_item", slug=project.slug))
+    return _render(project, pool.next_item(project, current_user.annotator), message, level)
+
+
+def _item_or_404(project: Project, item_id: int) -> Item:
+    """The project's item with this id, or a 404 page."""
+    item = db.session.get(Item, item_id)
+    if item is None or item.project_id != project.id:
+        abort(404, f"There is no item #{item_id} in {project.name}.")
+    return item
+
+
+def _already_saved(item: Item, annotator: str, label: str) -> bool:
+    """Whether this form was already sent: the user's own latest label, and no lease left."""
+    if item.label != label or item.disputed_at is not None or item.lease_owner == annotator:
+        return False
+    last = db.session.scalar(
+        select(Annotation.annotator)
+        .where(Annotation.item_id == item.id)
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    )
+    return last == annotator
+
+
+@bp.get("/projects/<slug>/annotate")
+@login_required
+def next_item(slug: str):
+    """Show the labeling page with the next item leased to the user."""
+    project = project_or_404(slug)
+    return _render(project, pool.next_item(project, current_user.annotator))
+
+
+@bp.post("/projects/<slug>/annotate/<int:item_id>")
+@login_required
+def submit(slug: str, item_id: int):
+    """Record the user's label for an item, then show the next one."""
+    project = project_or_404(slug)
+    item = _item_or_404(project, item_id)
+    annotator = current_user.annotator
+    label = request.form.get("label", "")
+    if pool.leased_to_other(item, annotator):
+        return _next(
+            project,
+            f"Item #{item.id} was passed to someone else after your lease ran out, so your "
+            "label was not saved. Here is your next item.",
+            "warning",
+        )
+    if _already_saved(item, annotator, label):
+        return _next(project, f"Item #{item.id} was already saved as {label}.")
+    try:
+        pool.annotate(project, item, annotator, label)
+    except ValidationError:
+        db.session.rollback()
+        error = (
+            f"“{label}” is not a label of this project: pick one of the buttons below."
+            if label
+            else "Pick a label: press its number key or click its button."
+        )
+        return _render(project, (item, item.lease_reason or "audit"), error=error, status=422)
+    _labeled_here(project, add=1)
+    return _next(project, f"Saved #{item.id} as {label}.")
+
+
+@bp.post("/projects/<slug>/annotate/<int:item_id>/skip")
+@login_required
+def skip(slug: str, item_id: int):
+    """Hide an item from this user and show the next one."""
+    project = project_or_404(slug)
+    item = _item_or_404(project, item_id)
+    pool.skip(project, item, current_user.annotator)
+    return _next(project, f"Skipped #{item.id}; it will not come back to you.")
