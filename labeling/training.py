@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.feature_selection import VarianceThreshold
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -15,8 +16,8 @@ from sklearn.preprocessing import StandardScaler
 
 TEMPLATES: dict[str, str] = {
     "text-logreg": (
-        "TF-IDF over word 1-2 grams (sublinear tf) followed by logistic regression; "
-        "a strong, fast baseline for short texts."
+        "TF-IDF over hashed word 1-2 grams (2^18 buckets, those seen in training, sublinear "
+        "tf) followed by logistic regression; a strong, fast baseline for texts."
     ),
     "tabular-logreg": (
         "Median imputation with missing-value indicators, standardisation, then logistic "
@@ -52,9 +53,27 @@ def build_model(template: str) -> Pipeline:
         Unfitted scikit-learn ``Pipeline`` whose last step is named ``"clf"``.
     """
     if template == "text-logreg":
+        # Hashing instead of a fitted vocabulary: on the 2,127 BBC articles a vocabulary of
+        # 360k 1-2 grams made a 243 MB artifact that took 26 s to save and 33 s to load with
+        # skops; hashed features give the same macro-F1 in a 6 MB artifact loaded in 0.1 s.
         steps = [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-            ("clf", LogisticRegression(max_iter=1000)),
+            (
+                "hash",
+                HashingVectorizer(
+                    ngram_range=(1, 2),
+                    n_features=2**18,
+                    alternate_sign=False,
+                    norm=None,
+                    dtype=np.float32,
+                ),
+            ),
+            # Buckets no training text hit would get the highest idf and drown the known words
+            # of a short text at predict time; dropping them mirrors a fitted vocabulary.
+            ("seen", VarianceThreshold(0.0)),
+            ("tfidf", TfidfTransformer(sublinear_tf=True)),
+            # C=10: with C=1 the default penalty underfits small labeled sets (BBC, 300 labels:
+            # macro-F1 0.80 against 0.94 with C=10, the same 0.98 on all of them).
+            ("clf", LogisticRegression(C=10.0, max_iter=1000)),
         ]
     elif template == "tabular-logreg":
         steps = [
