@@ -171,3 +171,22 @@ def test_a_run_whose_worker_died_is_failed_and_the_next_one_proceeds(app, run_jo
     lost = db.session.get(RetrainRun, lost.id)
     assert lost.status == "failed" and "stopped" in lost.error
     assert db.session.get(RetrainRun, waiting.id).status == "succeeded"
+
+
+def test_serving_cache_never_mixes_up_databases(app, database_url):
+    """Two databases can both have "project 1, version 1": each must serve its own model."""
+    from webapp import serving
+
+    project = make_project()
+    make_champion(project)
+    text = "the team won the cup match with a late goal"
+    assert serving.predict(project, {"text": text})["label"] == "sport"
+    # The same ids in a rebuilt database with a model that learned the opposite.
+    db.session.execute(ModelVersion.__table__.delete())
+    db.session.execute(RetrainRun.__table__.delete())
+    db.session.commit()
+    for item in db.session.scalars(select(Item).where(Item.label == "sport")):
+        item.label = "tech"
+    db.session.commit()
+    training.run_retrain(training.trigger_retrain(project).id)
+    assert serving.predict(project, {"text": text})["label"] == "tech"

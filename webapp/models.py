@@ -192,6 +192,9 @@ Index(
     "ix_item_pool_score",
     Item.project_id,
     Item.score.desc(),
+    # Ties (tree models give few distinct scores) are broken by id inside the index, so
+    # PostgreSQL never sorts a group of equal scores.
+    Item.id,
     sqlite_where=text("label IS NULL"),
     postgresql_where=text("label IS NULL"),
 )
@@ -276,10 +279,11 @@ class Annotation(db.Model):
 
 
 class Skip(db.Model):
+    # Annotator first: the queue asks "has this annotator skipped this item?" per candidate.
+    annotator: Mapped[str] = mapped_column(String(64), primary_key=True)
     item_id: Mapped[int] = mapped_column(
         ForeignKey("item.id", ondelete="CASCADE"), primary_key=True
     )
-    annotator: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -265,7 +265,7 @@ def leased_to_other(item: Item, annotator: str) -> bool:
 
 def skip(project: Project, item: Item, annotator: str) -> None:
     """Hide the item from this annotator and release their lease on it."""
-    if db.session.get(Skip, (item.id, annotator)) is None:
+    if db.session.get(Skip, (annotator, item.id)) is None:
         db.session.add(Skip(item_id=item.id, annotator=annotator))
     release(item, annotator)
     db.session.commit()

@@ -16,32 +16,35 @@ from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item, validate_data, validate_label
 from .training import champion_version, load_model, request_rescore
 
-# project id -> (model version id, version number, fitted model); refreshed when the champion
-# changes, which costs one indexed query per prediction to notice.
-_cache: dict[int, tuple[int, int, object]] = {}
+# (database, project id) -> (model version id, created_at, version number, fitted model);
+# refreshed when the champion changes, which costs one indexed query per prediction to notice.
+# The database is part of the key, and created_at of the check, because two databases (or one
+# rebuilt) can both have "project 1, model version 1" with different models.
+_cache: dict[tuple[str, int], tuple[int, object, int, object]] = {}
 _cache_lock = threading.Lock()
 
 
 def champion_model(project: Project) -> tuple[int, int, object] | None:
     """The champion row and its fitted model, loaded once per process per promotion."""
     row = db.session.execute(
-        select(ModelVersion.id, ModelVersion.version).where(
+        select(ModelVersion.id, ModelVersion.created_at).where(
             ModelVersion.project_id == project.id, ModelVersion.status == "champion"
         )
     ).first()
     if row is None:
         return None
-    cached = _cache.get(project.id)
-    if cached is None or cached[0] != row.id:
+    key = (db.engine.url.render_as_string(hide_password=True), project.id)
+    cached = _cache.get(key)
+    if cached is None or cached[:2] != (row.id, row.created_at):
         with _cache_lock:
-            cached = _cache.get(project.id)
-            if cached is None or cached[0] != row.id:
+            cached = _cache.get(key)
+            if cached is None or cached[:2] != (row.id, row.created_at):
                 version = champion_version(project.id)
                 if version is None:
                     return None
-                cached = (version.id, version.version, load_model(version))
-                _cache[project.id] = cached
-    return cached[0], cached[1], cached[2]
+                cached = (version.id, version.created_at, version.version, load_model(version))
+                _cache[key] = cached
+    return cached[0], cached[2], cached[3]
 
 
 def predict(

@@ -116,7 +116,7 @@ def upgrade():
     op.create_index(
         "ix_item_pool_score",
         "item",
-        ["project_id", sa.text("score DESC")],
+        ["project_id", sa.text("score DESC"), "id"],
         unique=False,
         sqlite_where=sa.text("label IS NULL"),
         postgresql_where=sa.text("label IS NULL"),
@@ -299,13 +299,14 @@ def upgrade():
 
     op.create_table(
         "skip",
-        sa.Column("item_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("annotator", sa.String(length=64), nullable=False),
+        sa.Column("item_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["item_id"], ["item.id"], name=op.f("fk_skip_item_id_item"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("item_id", "annotator", name=op.f("pk_skip")),
+        # Annotator first: the queue asks "has this annotator skipped this item?" per candidate.
+        sa.PrimaryKeyConstraint("annotator", "item_id", name=op.f("pk_skip")),
     )
     op.create_table(
         "feedback",
