@@ -1,14 +1,54 @@
-"""The `corrigo` command line."""
+"""The `corrigo` command line: projects, users, API keys, imports, retrains and the demo.
+
+Flask's CLI runs underneath, so `corrigo db upgrade` comes from Flask-Migrate, and
+`corrigo worker` is attached from `worker/` through the `flask.commands` entry point.
+
+Output convention: stdout carries the result a script would capture (a key, a password, a run
+id, counts); notes and progress go to stderr. Bad input exits with status 2 and writes nothing.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import math
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
 import click
-from flask import Flask
-from flask.cli import FlaskGroup
+import redis
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from sqlalchemy import select
+from tqdm import tqdm
+
+from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
+
+from . import demo, jobs, pool, training
+from .errors import ValidationError
+from .extensions import db
+from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
+
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
+MIN_PASSWORD = 8
+# CSV columns (and JSONL fields) that are not item data, so no feature may take their names.
+RESERVED_COLUMNS = ("external_id", "label")
+MAX_REPORTED_ERRORS = 10
+# Fields of `GET /api/v1/projects/{slug}/labels?format=jsonl` rows that an import ignores.
+EXPORT_ONLY_FIELDS = ("item_id", "split")
 
 
 def register(app: Flask) -> None:
     """Attach Corrigo's commands to the app's CLI."""
+    for command in (project_cli, user_cli, apikey_cli, import_cmd, retrain_cmd, demo_cmd):
+        app.cli.add_command(command)
 
 
 def main() -> None:
@@ -18,4 +58,661 @@ def main() -> None:
     FlaskGroup(create_app=create_app, help="Corrigo: keep production classifiers improving.")()
 
 
-_ = click
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _note(message: str) -> None:
+    """Tell the person at the terminal something (stderr, so stdout stays scriptable)."""
+    click.echo(message, err=True)
+
+
+def _split_list(value: str, option: str) -> list[str]:
+    """Split a comma-separated option into stripped entries; empty or repeated ones are errors."""
+    entries = [part.strip() for part in value.split(",")]
+    if any(not entry for entry in entries):
+        raise click.BadParameter(
+            "has an empty entry (check for stray commas)", param_hint=f"'{option}'"
+        )
+    repeated = sorted({entry for entry in entries if entries.count(entry) > 1})
+    if repeated:
+        raise click.BadParameter(f"repeats {', '.join(repeated)}", param_hint=f"'{option}'")
+    return entries
+
+
+def _project(slug: str) -> Project:
+    """The project named `slug`, or a usage error naming the argument."""
+    project = db.session.scalar(select(Project).where(Project.slug == slug))
+    if project is None:
+        known = db.session.scalars(select(Project.slug).order_by(Project.slug)).all()
+        hint = f"; known projects: {', '.join(known)}" if known else "; there are no projects yet"
+        raise click.BadParameter(f"no project {slug!r}{hint}", param_hint="'SLUG'")
+    return project
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo project
+
+
+project_cli = AppGroup("project", help="Create and list projects.")
+
+
+@project_cli.command("create")
+@click.argument("slug")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="What items carry.")
+@click.option("--labels", required=True, help="Comma-separated label set, 2 to 100 labels.")
+@click.option("--features", help="Comma-separated feature names (tabular projects only).")
+@click.option(
+    "--template",
+    type=click.Choice(sorted(TEMPLATES)),
+    help="Model template; default text-logreg for text, tabular-logreg for tabular.",
+)
+@click.option("--name", help="Display name; defaults to the slug.")
+def create_project(
+    slug: str, kind: str, labels: str, features: str | None, template: str | None, name: str | None
+) -> None:
+    """Create a project: SLUG is its URL name (lowercase letters, digits, hyphens)."""
+    if not SLUG_RE.fullmatch(slug):
+        raise click.BadParameter(
+            "must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit",
+            param_hint="'SLUG'",
+        )
+    label_list = _split_list(labels, "--labels")
+    if not 2 <= len(label_list) <= 100:
+        raise click.BadParameter(
+            f"needs 2 to 100 distinct labels, got {len(label_list)}", param_hint="'--labels'"
+        )
+    too_long = [label for label in label_list if len(label) > 100]
+    if too_long:
+        raise click.BadParameter(f"{too_long[0]!r} is over 100 characters", param_hint="'--labels'")
+    feature_list: list[str] = []
+    if kind == "tabular":
+        if not features:
+            raise click.BadParameter(
+                "a tabular project needs its feature names", param_hint="'--features'"
+            )
+        feature_list = _split_list(features, "--features")
+        reserved = [f for f in feature_list if f in RESERVED_COLUMNS]
+        if reserved:
+            raise click.BadParameter(
+                f"{reserved[0]!r} is reserved for imports; rename the feature",
+                param_hint="'--features'",
+            )
+    elif features:
+        raise click.BadParameter("only tabular projects have features", param_hint="'--features'")
+    template = template or DEFAULT_TEMPLATE[kind]
+    if TEMPLATE_KIND[template] != kind:
+        fitting = ", ".join(t for t, k in TEMPLATE_KIND.items() if k == kind)
+        raise click.BadParameter(
+            f"{template} is for {TEMPLATE_KIND[template]} projects; for {kind} use {fitting}",
+            param_hint="'--template'",
+        )
+    if name is not None and not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--name'")
+    if db.session.scalar(select(Project.id).where(Project.slug == slug)) is not None:
+        raise click.BadParameter(f"a project {slug!r} already exists", param_hint="'SLUG'")
+    project = Project(
+        slug=slug,
+        name=(name or slug).strip()[:200],
+        kind=kind,
+        labels=label_list,
+        features=feature_list,
+        template=template,
+        settings={},
+    )
+    db.session.add(project)
+    db.session.commit()
+    click.echo(f"Created project {slug} ({kind}, {len(label_list)} labels, template {template}).")
+
+
+@project_cli.command("list")
+def list_projects() -> None:
+    """List projects: slug, kind, item and label counts, champion version."""
+    projects = db.session.scalars(select(Project).order_by(Project.slug)).all()
+    if not projects:
+        _note("No projects yet: create one with `corrigo project create`.")
+        return
+    for project in projects:
+        counts = pool.counts(project)
+        champion = training.champion_version(project.id)
+        click.echo(
+            f"{project.slug}\t{project.kind}\t{counts['items']} items\t"
+            f"{counts['labeled']} labeled\t"
+            f"champion {'v' + str(champion.version) if champion else '-'}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo user
+
+
+user_cli = AppGroup("user", help="Create web logins.")
+
+
+def _stdin_is_tty() -> bool:
+    """Whether a person is typing at standard input (tests patch this)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+@user_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the user may do.")
+@click.option(
+    "--generate-password",
+    is_flag=True,
+    help="Make up a strong password and print it (alone) on stdout.",
+)
+def create_user(email: str, role: str, generate_password: bool) -> None:
+    """Create a login. The password comes from --generate-password, a pipe, or a prompt."""
+    email = email.strip().lower()
+    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+        raise click.BadParameter(f"{email!r} is not an email address", param_hint="'EMAIL'")
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise click.BadParameter(f"a user {email} already exists", param_hint="'EMAIL'")
+    if generate_password:
+        password = secrets.token_urlsafe(12)
+    elif _stdin_is_tty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = (sys.stdin.readline() if sys.stdin else "").rstrip("\r\n")
+        if not password:
+            raise click.UsageError(
+                "no password on standard input: pipe one in (one line), run in a terminal to "
+                "be prompted, or pass --generate-password"
+            )
+    if len(password) < MIN_PASSWORD:
+        raise click.UsageError(f"the password must be at least {MIN_PASSWORD} characters")
+    user = User(email=email, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    if generate_password:
+        _note(f"Created {role} {email}; their password follows (it is not stored in clear).")
+        click.echo(password)
+    else:
+        click.echo(f"Created {role} {email}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo apikey
+
+
+apikey_cli = AppGroup("apikey", help="Create API keys for apps and scripts.")
+
+
+@apikey_cli.command("create")
+@click.argument("slug")
+@click.option(
+    "--scopes",
+    required=True,
+    help=f"Comma-separated, from: {', '.join(SCOPES)}.",
+)
+@click.option("--name", default="", help="A note saying who uses the key.")
+def create_apikey(slug: str, scopes: str, name: str) -> None:
+    """Create an API key for project SLUG and print only the key (it is shown once)."""
+    project = _project(slug)
+    scope_list = _split_list(scopes, "--scopes")
+    unknown = [s for s in scope_list if s not in SCOPES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown scope {unknown[0]!r}; choose from {', '.join(SCOPES)}",
+            param_hint="'--scopes'",
+        )
+    if len(name) > 100:
+        raise click.BadParameter("must be at most 100 characters", param_hint="'--name'")
+    row, plaintext = ApiKey.generate(project, scope_list, name=name)
+    db.session.add(row)
+    db.session.commit()
+    _note(
+        f"Created API key {row.id} for project {slug} with scopes {', '.join(scope_list)}. "
+        "Store it now: it is not shown again."
+    )
+    click.echo(plaintext)
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo import
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One valid row of an import file."""
+
+    line: int
+    external_id: str | None
+    data: dict
+    label: str | None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """`field: message` for the first field a ValidationError names."""
+    field, message = next(iter(exc.errors.items()))
+    return f"{field}: {message}"
+
+
+def _check_external_id(value: object) -> str | None:
+    """Return a valid external id (or None); raise ValueError with the reason otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError("external_id: must be a non-empty string")
+    if len(value) > 200:
+        raise ValueError("external_id: must be at most 200 characters")
+    return value
+
+
+def _check_label(project: Project, value: object) -> str | None:
+    """Return a valid label (or None); raise ValueError with the reason otherwise."""
+    if value is None:
+        return None
+    try:
+        return pool.validate_label(project, value)
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+
+
+def _check_data(project: Project, data: object) -> dict:
+    """Return valid item data; raise ValueError with the reason otherwise."""
+    try:
+        return pool.validate_data(project, data)
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+
+
+def _jsonl_row(project: Project, line: int, obj: object) -> ImportRow:
+    """Turn one parsed JSONL line into a row, or raise ValueError saying what is wrong."""
+    if not isinstance(obj, dict):
+        raise ValueError("each line must be a JSON object")
+    allowed = {"external_id", "data", "label"} | ({"text"} if project.kind == "text" else set())
+    # The labels export's own fields: an export of one project imports into another as is.
+    unknown = sorted(set(obj) - allowed - set(EXPORT_ONLY_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(allowed))}")
+    if "text" in obj:
+        if "data" in obj:
+            raise ValueError('give either "data" or the "text" shorthand, not both')
+        data = {"text": obj["text"]}
+    elif "data" in obj:
+        data = obj["data"]
+    else:
+        shorthand = ' (or "text")' if project.kind == "text" else ""
+        raise ValueError(f'missing "data"{shorthand}')
+    return ImportRow(
+        line,
+        _check_external_id(obj.get("external_id")),
+        _check_data(project, data),
+        _check_label(project, obj.get("label")),
+    )
+
+
+def _parse_jsonl(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
+    """Yield (line number, row or error) for each non-blank line of a JSONL file."""
+    for line, raw in enumerate(fh, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield line, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        try:
+            yield line, _jsonl_row(project, line, obj)
+        except ValueError as exc:
+            yield line, str(exc)
+
+
+def _csv_number(column: str, cell: str) -> float:
+    """Parse a numeric CSV cell, or raise ValueError naming the column."""
+    if not cell.strip():
+        raise ValueError(f"column {column!r}: is empty")
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(f"column {column!r}: {cell!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"column {column!r}: must be a finite number")
+    return value
+
+
+def _parse_csv(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
+    """Yield (line number, row or error) for each record of a CSV file with a header line."""
+    reader = csv.reader(fh)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return
+    data_columns = ["text"] if project.kind == "text" else list(project.features)
+    allowed = [*data_columns, *RESERVED_COLUMNS]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise click.BadParameter(
+            f"line 1: column {repeated[0]!r} appears twice", param_hint="'FILE'"
+        )
+    unknown = [c for c in header if c not in allowed]
+    if unknown:
+        raise click.BadParameter(
+            f"line 1: unknown column {unknown[0]!r}; expected {', '.join(allowed)}",
+            param_hint="'FILE'",
+        )
+    missing = [c for c in data_columns if c not in header]
+    if missing:
+        raise click.BadParameter(
+            f"line 1: missing column {missing[0]!r} (columns: {', '.join(allowed)}; "
+            "external_id and label are optional)",
+            param_hint="'FILE'",
+        )
+    for cells in reader:
+        line = reader.line_num
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue
+        if len(cells) != len(header):
+            yield line, f"expected {len(header)} fields, found {len(cells)}"
+            continue
+        record = dict(zip(header, cells, strict=True))
+        try:
+            if project.kind == "text":
+                data: dict = {"text": record["text"]}
+            else:
+                data = {"features": {f: _csv_number(f, record[f]) for f in project.features}}
+            yield (
+                line,
+                ImportRow(
+                    line,
+                    _check_external_id(record.get("external_id") or None),
+                    _check_data(project, data),
+                    _check_label(project, record.get("label") or None),
+                ),
+            )
+        except ValueError as exc:
+            yield line, str(exc)
+
+
+def _read_import(project: Project, path: str, fmt: str) -> Iterator[tuple[int, ImportRow | str]]:
+    """Yield (line, row or error) from an import file; unreadable files are usage errors."""
+    parse = _parse_csv if fmt == "csv" else _parse_jsonl
+    line = 0
+    try:
+        # utf-8-sig: spreadsheets often start a CSV with a byte-order mark.
+        with open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None) as fh:
+            for line, parsed in parse(project, fh):
+                yield line, parsed
+    except UnicodeDecodeError:
+        where = f" (somewhere after line {line})" if line else ""
+        raise click.BadParameter(f"is not UTF-8 text{where}", param_hint="'FILE'") from None
+    except csv.Error as exc:
+        raise click.BadParameter(f"after line {line}: {exc}", param_hint="'FILE'") from None
+
+
+def _validate_import(project: Project, path: str, fmt: str) -> tuple[int, int]:
+    """Check every row of the file; return (rows, rows with a label) or raise listing bad rows."""
+    errors: list[str] = []
+    bad = rows = with_label = 0
+    first_line: dict[str, int] = {}
+    for line, parsed in _read_import(project, path, fmt):
+        if isinstance(parsed, ImportRow) and parsed.external_id is not None:
+            earlier = first_line.setdefault(parsed.external_id, line)
+            if earlier != line:
+                parsed = f"external_id {parsed.external_id!r} is already on line {earlier}"
+        if isinstance(parsed, str):
+            bad += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"line {line}: {parsed}")
+        else:
+            rows += 1
+            with_label += parsed.label is not None
+    if bad:
+        more = f"\n  … and {bad - len(errors)} more" if bad > len(errors) else ""
+        listing = "\n  ".join(errors)
+        raise click.BadParameter(
+            f"{bad} bad row{'s' if bad > 1 else ''}, so nothing was imported:\n  {listing}{more}",
+            param_hint="'FILE'",
+        )
+    if rows == 0:
+        raise click.BadParameter("has no rows to import", param_hint="'FILE'")
+    return rows, with_label
+
+
+def _known_external_ids(project: Project, external_ids: list[str]) -> set[str]:
+    """Which of these external ids the project already has."""
+    if not external_ids:
+        return set()
+    return set(
+        db.session.scalars(
+            select(Item.external_id).where(
+                Item.project_id == project.id, Item.external_id.in_(external_ids)
+            )
+        )
+    )
+
+
+def _record_labels(project: Project, pairs: list[tuple[int, str]], annotator: str) -> int:
+    """Annotate the unlabeled items among (item id, label) pairs; return how many were."""
+    if not pairs:
+        return 0
+    wanted = dict(pairs)
+    # An item that already has a resolved label keeps it: an expert's word beats a file's.
+    todo = db.session.scalars(
+        select(Item.id).where(Item.id.in_(list(wanted)), Item.label.is_(None)).order_by(Item.id)
+    ).all()
+    for item_id in todo:
+        item = db.session.get(Item, item_id)
+        pool.annotate(project, item, annotator, wanted[item_id])
+        # Every commit expires what the session holds; keep it to the item at hand.
+        db.session.expunge(item)
+    return len(todo)
+
+
+def _format_of(path: str, fmt: str | None) -> str:
+    """The import format: --format, else the file's extension."""
+    if fmt:
+        return fmt
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if ext == ".csv":
+        return "csv"
+    raise click.BadParameter(
+        f"cannot tell the format from the extension {ext or '(none)'!r}; "
+        "name the file .jsonl or .csv, or pass --format",
+        param_hint="'FILE'",
+    )
+
+
+def _batched(rows: Iterator, size: int) -> Iterator[list]:
+    """Group an iterator into lists of `size`."""
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+@click.command("import")
+@click.argument("slug")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    help="File format; by default read from the extension (.jsonl/.ndjson or .csv).",
+)
+@with_appcontext
+def import_cmd(slug: str, file: str, fmt: str | None) -> None:
+    """Import items (and optional expert labels) into project SLUG from a JSONL or CSV FILE.
+
+    \b
+    JSONL, one object a line: {"data": {...}, "external_id": "...", "label": "..."}
+      (text projects may write {"text": "...", ...} for {"data": {"text": "..."}});
+      a labels export (GET .../labels?format=jsonl) imports as is.
+    CSV with a header: text projects a `text` column, tabular projects one column per
+      feature; optional `external_id` and `label` columns.
+    Every row is checked first: one bad row names its line and nothing is written.
+    An external_id the project already has is not imported again. A label is recorded as
+    an annotation by `import:<file name>`, unless the item already has a label.
+    """
+    project = _project(slug)
+    fmt = _format_of(file, fmt)
+    total, with_label = _validate_import(project, file, fmt)
+    annotator = f"import:{os.path.basename(file)}"[:64]
+    new = known = labeled = 0
+    rows = (parsed for _, parsed in _read_import(project, file, fmt))
+    with tqdm(total=total, unit="row", desc="import", file=sys.stderr, disable=None) as bar:
+        for batch in _batched(rows, pool.IMPORT_BATCH):
+            if any(isinstance(row, str) for row in batch):
+                raise click.ClickException(f"{file} changed while it was being imported")
+            seen = _known_external_ids(project, [r.external_id for r in batch if r.external_id])
+            ids = [
+                item_id
+                for ids in pool.import_items(
+                    project,
+                    [{"external_id": r.external_id, "data": r.data} for r in batch],
+                    source="import",
+                    batch_size=len(batch),
+                )
+                for item_id in ids
+            ]
+            batch_known = sum(1 for r in batch if r.external_id in seen)
+            known += batch_known
+            new += len(batch) - batch_known
+            labeled += _record_labels(
+                project,
+                [(i, r.label) for i, r in zip(ids, batch, strict=True) if r.label is not None],
+                annotator,
+            )
+            bar.update(len(batch))
+    if new:
+        # New items get an active-learning score under the current champion, if there is one.
+        training.request_rescore(project)
+    summary = f"Imported {total} rows into {slug}: {new} new items, {known} already known."
+    if with_label:
+        summary += (
+            f" Recorded {labeled} labels as {annotator}"
+            f"; {with_label - labeled} items kept the label they already had."
+        )
+    click.echo(summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo retrain
+
+
+def _workers_listening() -> int | None:
+    """How many RQ workers listen on Corrigo's queue (None if Redis cannot be asked)."""
+    from rq import Worker
+
+    try:
+        return len(Worker.all(queue=jobs.get_queue()))
+    except redis.RedisError:
+        return None
+
+
+def _report_run(run: RetrainRun) -> None:
+    """Print a finished run's verdict and every gate rule's reason."""
+    version = db.session.get(ModelVersion, run.model_version_id) if run.model_version_id else None
+    model = f" model v{version.version}" if version else ""
+    click.echo(f"run {run.id} {run.status}: {run.decision}{model}")
+    candidate = (run.metrics or {}).get("candidate") or {}
+    if "macro_f1" in candidate:
+        click.echo(
+            f"  held-out macro-F1 {candidate['macro_f1']:.3f} on {run.heldout_size} items "
+            f"(trained on {run.train_size})"
+        )
+    for reason in run.reasons or []:
+        verdict = "pass" if reason.get("passed") else "FAIL"
+        click.echo(f"  {verdict}  {reason.get('rule')}: {reason.get('detail')}")
+
+
+@click.command("retrain")
+@click.argument("slug")
+@click.option("--wait", is_flag=True, help="Wait until the run finishes and print its verdict.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --wait: give up after this many seconds (default: wait as long as it takes).",
+)
+@click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, hidden=True)
+@with_appcontext
+def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> None:
+    """Queue a retrain of project SLUG and print the run id (a worker runs it)."""
+    if timeout is not None and not wait:
+        raise click.BadParameter("only makes sense with --wait", param_hint="'--timeout'")
+    project = _project(slug)
+    queued_before = db.session.scalar(
+        select(RetrainRun.id).where(
+            RetrainRun.project_id == project.id, RetrainRun.status == "queued"
+        )
+    )
+    run = training.trigger_retrain(project, trigger="cli")
+    run_id = run.id
+    click.echo(run_id)
+    if run_id == queued_before:
+        _note(f"A retrain of {slug} was already queued: run {run_id} (triggers coalesce).")
+    else:
+        _note(f"Queued retrain run {run_id} for {slug}.")
+    listening = _workers_listening()
+    if run.job_id is None:
+        _note(
+            "Redis is unreachable: the run is recorded and is queued when a worker starts "
+            "(`corrigo worker`)."
+        )
+    elif listening == 0:
+        _note(
+            f"No worker listens on queue {current_app.config['RQ_QUEUE']!r} yet: "
+            "start one with `corrigo worker`."
+        )
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout if timeout else None
+    status = None
+    while True:
+        db.session.rollback()  # end the transaction so the worker's commits are visible
+        run = db.session.get(RetrainRun, run_id, populate_existing=True)
+        if run.status != status:
+            status = run.status
+            if status in ("queued", "running"):
+                _note(f"run {run_id}: {status}…")
+        if status in ("succeeded", "failed"):
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"run {run_id} is still {status} after {timeout:g} s; "
+                f"check it later with `GET /api/v1/projects/{slug}/runs/{run_id}`"
+            )
+        time.sleep(poll)
+    if status == "failed":
+        raise click.ClickException(f"run {run_id} failed: {run.error}")
+    _report_run(run)
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo demo
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5000,
+    show_default=True,
+    envvar="PORT",
+    help="Port to serve on (or the PORT environment variable).",
+)
+@click.option(
+    "--reset", is_flag=True, help="Delete the demo project and everything in it, then rebuild it."
+)
+@with_appcontext
+def demo_cmd(host: str, port: int, reset: bool) -> None:
+    """Build the BBC News demo project and run the web app and a worker until Ctrl-C."""
+    from flask_migrate import upgrade
+
+    app = current_app._get_current_object()
+    problem = demo.port_problem(host, port)
+    if problem:
+        raise click.BadParameter(f"{problem}; pick another with --port", param_hint="'--port'")
+    _note("Upgrading the database schema…")
+    upgrade()
+    try:
+        info = demo.build_demo(reset=reset, log=_note)
+    except demo.DemoError as exc:
+        raise click.UsageError(str(exc)) from None
+    demo.release_interrupted_runs(info.slug)
+    code = demo.serve(app, info, host, port, echo=click.echo, note=_note)
+    sys.exit(code)
