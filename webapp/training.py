@@ -97,6 +97,9 @@ def request_rescore(project: Project) -> Task | None:
     return task
 
 
+_ALIVE = ("queued", "started", "deferred", "scheduled")
+
+
 def requeue_pending() -> int:
     """Recover after an outage: fail runs whose worker died, enqueue intents Redis never got.
 
@@ -104,19 +107,20 @@ def requeue_pending() -> int:
     """
     count = 0
     for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "running")):
-        if jobs.job_status(run.job_id) not in ("started", "queued"):
+        if jobs.job_status(run.job_id) not in _ALIVE:
             # Its worker died mid-run; a stuck `running` row would block every later retrain.
             run.status, run.finished_at = "failed", utcnow()
             run.error = "The worker running this retrain stopped before it finished."
             db.session.commit()
-    for run in db.session.scalars(
-        select(RetrainRun).where(RetrainRun.status == "queued", RetrainRun.job_id.is_(None))
-    ):
-        _enqueue_run(run)
-        count += run.job_id is not None
-    for task in db.session.scalars(
-        select(Task).where(Task.status == "queued", Task.job_id.is_(None))
-    ):
+    # Queued intents whose job never reached Redis, was lost with Redis's data, or already ran
+    # and found another run of its project busy (that run's end re-enqueues it, unless it died).
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "queued")):
+        if jobs.job_status(run.job_id) not in _ALIVE:
+            _enqueue_run(run)
+            count += jobs.job_status(run.job_id) in _ALIVE
+    for task in db.session.scalars(select(Task).where(Task.status == "queued")):
+        if jobs.job_status(task.job_id) in _ALIVE:
+            continue
         job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}-{_stamp()}")
         if job_id is not None:
             task.job_id = job_id
@@ -147,7 +151,9 @@ def load_model(version: ModelVersion):
 # The retrain job
 
 
-def run_retrain(run_id: int, progress: Callable[[str], None] | None = None) -> str:
+def run_retrain(
+    run_id: int, progress: Callable[[str], None] | None = None, job_id: str | None = None
+) -> str:
     """Train, evaluate, gate and maybe promote for one queued run; return its final status.
 
     Only one run per project is ever `running` (a database constraint); a run whose turn has
@@ -161,7 +167,8 @@ def run_retrain(run_id: int, progress: Callable[[str], None] | None = None) -> s
         claimed = db.session.execute(
             update(RetrainRun)
             .where(RetrainRun.id == run_id, RetrainRun.status == "queued")
-            .values(status="running", started_at=utcnow())
+            # The job that claims the run is the one whose life `requeue_pending` checks.
+            .values(status="running", started_at=utcnow(), job_id=job_id or run.job_id)
             .execution_options(synchronize_session=False)
         )
         db.session.commit()

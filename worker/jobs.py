@@ -28,7 +28,10 @@ def retrain(run_id: int) -> str:
     """Train, evaluate, gate and maybe promote for retrain run `run_id`; return its status."""
     with get_app().app_context():
         _fresh_connections()
-        return training.run_retrain(run_id, progress=lambda stage: _report(stage=stage))
+        job = get_current_job()
+        return training.run_retrain(
+            run_id, progress=lambda stage: _report(stage=stage), job_id=job.id if job else None
+        )
 
 
 def rescore(task_id: int) -> None:

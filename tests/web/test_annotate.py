@@ -115,7 +115,7 @@ def test_skip_hides_the_item_from_that_user_only(client, login, hx, auth):
     response = hx("POST", f"/projects/news/annotate/{skipped}/skip")
     assert response.status_code == 200
     assert f"Skipped #{skipped}" in text(response.text)
-    assert db.session.get(Skip, (skipped, user.annotator)) is not None
+    assert db.session.get(Skip, (user.annotator, skipped)) is not None
     assert db.session.get(Item, skipped).lease_owner is None
     # Label everything else: the skipped item never comes back, and the queue ends.
     shown = item_id_of(response.text)

@@ -78,7 +78,7 @@ def test_keyboard_labeling_swaps_items_without_reloading(app, page):
     third = shown_item(page)
     assert page.evaluate("window.__marker") == 1
     db.session.expire_all()
-    assert db.session.get(Skip, (int(second), user.annotator)) is not None
+    assert db.session.get(Skip, (user.annotator, int(second))) is not None
 
     page.keyboard.press("1")
     page.wait_for_selector(f"{ITEM} .done")
