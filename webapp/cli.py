@@ -24,7 +24,7 @@ from itertools import islice
 import click
 import redis
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from tqdm import tqdm
 
@@ -49,13 +49,6 @@ def register(app: Flask) -> None:
     """Attach Corrigo's commands to the app's CLI."""
     for command in (project_cli, user_cli, apikey_cli, import_cmd, retrain_cmd, demo_cmd):
         app.cli.add_command(command)
-
-
-def main() -> None:
-    """Entry point of the `corrigo` console script."""
-    from . import create_app
-
-    FlaskGroup(create_app=create_app, help="Corrigo: keep production classifiers improving.")()
 
 
 # ---------------------------------------------------------------------------------------------

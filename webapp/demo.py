@@ -359,7 +359,7 @@ def _gunicorn_flags() -> set[str]:
 
 def worker_command() -> list[str]:
     """`corrigo worker`, run with this interpreter (the console script may not be on PATH)."""
-    return [sys.executable, "-c", "from webapp.cli import main; main()", "worker"]
+    return [sys.executable, "-m", "webapp", "worker"]
 
 
 def _display_host(host: str) -> str:

@@ -36,7 +36,7 @@ def child_env(app):
 
 def corrigo_command(*args: str) -> list[str]:
     """The `corrigo` console script, run with the test's interpreter."""
-    return [sys.executable, "-c", "from webapp.cli import main; main()", *args]
+    return [sys.executable, "-m", "webapp", *args]
 
 
 @pytest.fixture
