@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
-from . import demo, jobs, pool, training
+from . import demo, jobs, pool, settings, training
 from .errors import ValidationError
 from .extensions import db
 from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
@@ -156,6 +156,31 @@ def create_project(
     db.session.add(project)
     db.session.commit()
     click.echo(f"Created project {slug} ({kind}, {len(label_list)} labels, template {template}).")
+
+
+@project_cli.command("settings")
+@click.argument("slug")
+@click.argument("changes", nargs=-1, metavar="[KEY=VALUE]...")
+def project_settings(slug: str, changes: tuple[str, ...]) -> None:
+    """Show project SLUG's settings, or change some: `corrigo project settings SLUG KEY=VALUE`.
+
+    Keys: query_strategy, heldout_share (only before the first label), audit_share,
+    retrain_every, gate.min_heldout, gate.min_delta, gate.max_class_drop, gate.min_class_support.
+    """
+    project = _project(slug)
+    updates = {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{change!r} is not KEY=VALUE", param_hint="CHANGES")
+        updates[key.strip()] = value.strip()
+    try:
+        settings.apply(project, updates)
+    except ValidationError as exc:
+        raise click.BadParameter(_validation_message(exc), param_hint="CHANGES") from None
+    db.session.commit()
+    for key, value in settings.effective(project).items():
+        click.echo(f"{key}={value}")
 
 
 @project_cli.command("list")

@@ -1,0 +1,69 @@
+"""Project settings: defaults live in models.DEFAULT_SETTINGS; this checks and applies changes."""
+
+from __future__ import annotations
+
+import math
+
+from .errors import ValidationError
+from .models import STRATEGIES, Project
+
+# key -> (parse, check, what a valid value is)
+_RULES = {
+    "query_strategy": (str, lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+    "heldout_share": (float, lambda v: 0.05 <= v <= 0.5, "a share from 0.05 to 0.5"),
+    "audit_share": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
+    "retrain_every": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
+    "gate.min_heldout": (int, lambda v: v >= 1, "a whole number ≥ 1"),
+    "gate.min_delta": (float, lambda v: -1.0 <= v <= 1.0, "a number from -1 to 1"),
+    "gate.max_class_drop": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
+    "gate.min_class_support": (int, lambda v: v >= 1, "a whole number ≥ 1"),
+}
+SETTING_KEYS = tuple(_RULES)
+
+
+def effective(project: Project) -> dict[str, object]:
+    """Every setting of the project as flat `key: value` pairs, defaults filled in."""
+    flat: dict[str, object] = {}
+    for key in SETTING_KEYS:
+        if key.startswith("gate."):
+            flat[key] = getattr(project.gate_config, key.removeprefix("gate."))
+        else:
+            flat[key] = project.setting(key)
+    return flat
+
+
+def parse(key: str, raw: object) -> object:
+    """Convert and check one setting's value; raise ValidationError naming the key."""
+    if key not in _RULES:
+        raise ValidationError({key: f"unknown setting; known: {', '.join(SETTING_KEYS)}"})
+    kind, check, expected = _RULES[key]
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ValidationError({key: f"must be {expected}"}) from None
+    if isinstance(value, float) and not math.isfinite(value) or not check(value):
+        raise ValidationError({key: f"must be {expected}"})
+    return value
+
+
+def apply(project: Project, updates: dict[str, object]) -> None:
+    """Validate every update first, then set them all (the caller commits).
+
+    The held-out share is fixed once the project has labels: moving it would put items the
+    current champion was trained on into the held-out set, or train on held-out ones.
+    """
+    parsed = {key: parse(key, raw) for key, raw in updates.items()}
+    if "heldout_share" in parsed and project.labeled_count:
+        raise ValidationError(
+            {"heldout_share": "cannot change once the project has labels (the split would leak)"}
+        )
+    settings = dict(project.settings or {})
+    gate = dict(settings.get("gate", {}))
+    for key, value in parsed.items():
+        if key.startswith("gate."):
+            gate[key.removeprefix("gate.")] = value
+        else:
+            settings[key] = value
+    if gate:
+        settings["gate"] = gate
+    project.settings = settings
