@@ -130,9 +130,10 @@ def test_a_failed_run_shows_its_error(client, login, auth, run_jobs):
 def test_unknown_or_foreign_run_is_a_404(client, login):
     make_project()
     other = make_project(slug="other")
-    db.session.add(RetrainRun(project_id=other.id))
+    run = RetrainRun(project_id=other.id)
+    db.session.add(run)
     db.session.commit()
     login("engineer")
-    assert client.get("/projects/news/runs/1").status_code == 404
-    assert client.get("/projects/news/runs/999").status_code == 404
-    assert client.get("/projects/other/runs/1").status_code == 200
+    assert client.get(f"/projects/news/runs/{run.id}").status_code == 404
+    assert client.get(f"/projects/news/runs/{run.id + 1}").status_code == 404
+    assert client.get(f"/projects/other/runs/{run.id}").status_code == 200
