@@ -201,3 +201,22 @@ def test_a_queued_run_whose_job_redis_lost_is_enqueued_again(app, run_jobs):
     run_jobs()
     db.session.expire_all()
     assert db.session.get(RetrainRun, run.id).status == "succeeded"
+
+
+def test_bulk_labels_keep_experts_words_and_queue_one_retrain(app):
+    project = make_project(settings={"retrain_every": 5})
+    ids = make_items(project, 40)
+    expert_item = db.session.get(Item, ids[0])
+    expert_item.disputed_at = None
+    pool.annotate(project, expert_item, "user:1", "politics")
+    labeled = pool.label_unlabeled(
+        project, [(i, "sport") for i in ids[:30]], "import:file.csv", batch_size=7
+    )
+    assert labeled == 29
+    db.session.expire_all()
+    assert db.session.get(Item, ids[0]).label == "politics", "an expert's label wins"
+    assert {db.session.get(Item, i).label for i in ids[1:30]} == {"sport"}
+    assert db.session.get(Item, ids[30]).label is None
+    assert db.session.get(type(project), project.id).labeled_count == 30
+    assert db.session.scalar(select(func.count(RetrainRun.id))) == 1
+    assert db.session.scalar(select(RetrainRun.trigger)) == "auto"

@@ -505,19 +505,8 @@ def _known_external_ids(project: Project, external_ids: list[str]) -> set[str]:
 
 def _record_labels(project: Project, pairs: list[tuple[int, str]], annotator: str) -> int:
     """Annotate the unlabeled items among (item id, label) pairs; return how many were."""
-    if not pairs:
-        return 0
-    wanted = dict(pairs)
     # An item that already has a resolved label keeps it: an expert's word beats a file's.
-    todo = db.session.scalars(
-        select(Item.id).where(Item.id.in_(list(wanted)), Item.label.is_(None)).order_by(Item.id)
-    ).all()
-    for item_id in todo:
-        item = db.session.get(Item, item_id)
-        pool.annotate(project, item, annotator, wanted[item_id])
-        # Every commit expires what the session holds; keep it to the item at hand.
-        db.session.expunge(item)
-    return len(todo)
+    return pool.label_unlabeled(project, pairs, annotator)
 
 
 def _format_of(path: str, fmt: str | None) -> str:

@@ -179,16 +179,9 @@ def build_demo(
         training.request_rescore(project)  # a no-op until there is a champion
 
     label_of = {id_of[a.external_id]: a.label for a in seed_sample(articles, seed_labels)}
-    todo = db.session.scalars(
-        select(Item.id).where(Item.id.in_(list(label_of)), Item.label.is_(None)).order_by(Item.id)
-    ).all()
-    if todo:
-        log(f"Recording {len(todo)} seed labels as {SEED_ANNOTATOR}…")
-    for item_id in todo:
-        item = db.session.get(Item, item_id)
-        pool.annotate(project, item, SEED_ANNOTATOR, label_of[item_id])
-        # Every commit expires what the session holds; keep it to the item at hand.
-        db.session.expunge(item)
+    if project.labeled_count == 0:
+        log(f"Recording {len(label_of)} seed labels as {SEED_ANNOTATOR}…")
+    pool.label_unlabeled(project, sorted(label_of.items()), SEED_ANNOTATOR)
 
     logins = []
     for email, role in DEMO_USERS:

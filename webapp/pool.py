@@ -305,6 +305,66 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
     return annotation
 
 
+def label_unlabeled(
+    project: Project, pairs: Iterable[tuple[int, str]], annotator: str, batch_size: int = 1000
+) -> int:
+    """Record labels in bulk for the items among (item id, label) that have none yet.
+
+    For imports and seeds: an item an expert already labeled keeps its label. Each batch is
+    one transaction of bulk writes (no per-item commit), and the automatic retrain is
+    considered once at the end, so a 100k-label import queues one retrain, not 4,000.
+    Returns how many items were labeled.
+    """
+    from .training import trigger_retrain
+
+    done = 0
+    for batch in _batches(pairs, batch_size):
+        wanted = dict(batch)
+        for item_id, label in wanted.items():
+            validate_label(project, label, f"label of item {item_id}")
+        todo = db.session.scalars(
+            select(Item.id).where(
+                Item.project_id == project.id, Item.id.in_(list(wanted)), Item.label.is_(None)
+            )
+        ).all()
+        if not todo:
+            continue
+        now = utcnow()
+        db.session.execute(
+            insert(Annotation),
+            [
+                {
+                    "project_id": project.id,
+                    "item_id": item_id,
+                    "annotator": annotator,
+                    "label": wanted[item_id],
+                    "created_at": now,
+                }
+                for item_id in todo
+            ],
+        )
+        db.session.execute(
+            update(Item),
+            [
+                {"id": item_id, "label": wanted[item_id], "labeled_at": now, "disputed_at": None}
+                for item_id in todo
+            ],
+        )
+        db.session.execute(
+            update(Project)
+            .where(Project.id == project.id)
+            .values(
+                labeled_count=Project.labeled_count + len(todo),
+                label_events=Project.label_events + len(todo),
+            )
+        )
+        db.session.commit()
+        done += len(todo)
+    if done and _due_for_retrain(project):
+        trigger_retrain(project, trigger="auto")
+    return done
+
+
 def _due_for_retrain(project: Project) -> bool:
     """Atomically claim an automatic retrain when N label changes have piled up since the last."""
     every = int(project.setting("retrain_every") or 0)
