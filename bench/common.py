@@ -235,3 +235,24 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     for row in cells:
         out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     return "\n".join(out)
+
+
+def add_champion(project, artifact: bytes, train_size: int):
+    """Put a fitted model in place as the project's champion (version 1), as a promotion would."""
+    from webapp.extensions import db
+    from webapp.models import ModelVersion, utcnow
+
+    champion = ModelVersion(
+        project_id=project.id,
+        version=1,
+        status="champion",
+        template=project.template,
+        labels=list(project.labels),
+        artifact=artifact,
+        snapshot_digest="0" * 64,
+        train_size=train_size,
+        metrics={},
+        promoted_at=utcnow(),
+    )
+    db.session.add(champion)
+    return champion

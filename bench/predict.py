@@ -20,13 +20,25 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from bench.common import bench_app, header, load, median, ms, p95, parse_args, ratio, table, timed
+from bench.common import (
+    add_champion,
+    bench_app,
+    header,
+    load,
+    median,
+    ms,
+    p95,
+    parse_args,
+    ratio,
+    table,
+    timed,
+)
 from labeling import artifacts, split, training
 from tests.factories import make_key, make_project
 from webapp import serving
 from webapp.demo import BBC_LABELS, load_bbc
 from webapp.extensions import db
-from webapp.models import Item, ModelVersion, Prediction, utcnow
+from webapp.models import Item, Prediction
 
 URL = "/api/v1/projects/<slug>/predict"
 
@@ -46,20 +58,7 @@ def _fit(articles):
 
 def bench_backend(app, blob: bytes, texts: list[str], train_size: int, calls: int) -> dict:
     project = make_project(slug="bbc", labels=list(BBC_LABELS), settings={"retrain_every": 0})
-    db.session.add(
-        ModelVersion(
-            project_id=project.id,
-            version=1,
-            status="champion",
-            template=project.template,
-            labels=list(project.labels),
-            artifact=blob,
-            snapshot_digest="0" * 64,
-            train_size=train_size,
-            metrics={},
-            promoted_at=utcnow(),
-        )
-    )
+    add_champion(project, blob, train_size)
     db.session.commit()
     key = make_key(project, scopes=("predict",))
     headers = {"Authorization": f"Bearer {key}"}
@@ -78,7 +77,7 @@ def bench_backend(app, blob: bytes, texts: list[str], train_size: int, calls: in
 
     # The first call of the process loads the champion's artifact into the serving cache.
     cold, _ = timed(lambda: (http if http_route else direct)(texts[0]))
-    model = serving._cache[project.id][2]
+    model = serving.champion_model(project)[2]
 
     raw, via_http, via_serving = [], [], []
     for i in range(10 + calls):

@@ -33,6 +33,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select, text, update
 
 from bench.common import (
+    add_champion,
     analyze,
     bench_app,
     explain,
@@ -49,7 +50,7 @@ from labeling import artifacts, training
 from tests.factories import TEXT_LABELS, WORDS, make_key, make_project
 from webapp import pool
 from webapp.extensions import db
-from webapp.models import Annotation, ApiKey, Item, ModelVersion, Project, Skip, utcnow
+from webapp.models import Annotation, ApiKey, Item, Project, Skip, utcnow
 
 RAW_NEXT = "SELECT id FROM item WHERE project_id=:p AND label IS NULL ORDER BY score DESC LIMIT 1"
 DISPUTED = 20
@@ -156,20 +157,7 @@ def _setup_pool(project: Project, ids: list[int], n_unlabeled: int) -> None:
     model = training.fit_model(
         project.template, texts, [lab for _k in range(10) for lab in TEXT_LABELS]
     )
-    db.session.add(
-        ModelVersion(
-            project_id=project.id,
-            version=1,
-            status="champion",
-            template=project.template,
-            labels=list(project.labels),
-            artifact=artifacts.dumps(model),
-            snapshot_digest="0" * 64,
-            train_size=len(texts),
-            metrics={},
-            promoted_at=now,
-        )
-    )
+    add_champion(project, artifacts.dumps(model), len(texts))
     # Scores as a rescore leaves them: margin scores in [-1, 0], higher = label first.
     rnd = "-(abs(random()) % 1000000) / 1000000.0" if _sqlite() else "-random()"
     db.session.execute(

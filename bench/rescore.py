@@ -22,7 +22,7 @@ import time
 
 from sqlalchemy import func, select
 
-from bench.common import bench_app, header, load, parse_args, ratio, table, timed
+from bench.common import add_champion, bench_app, header, load, parse_args, ratio, table, timed
 from bench.predict import _fit
 from bench.queue_next import _raw_import
 from labeling import sampling
@@ -30,7 +30,7 @@ from tests.factories import make_project
 from webapp import training as webtraining
 from webapp.demo import BBC_LABELS, load_bbc
 from webapp.extensions import db
-from webapp.models import Item, ModelVersion, Task, utcnow
+from webapp.models import Item, Task
 
 
 def snippets(articles, n: int, words: int = 40, seed: int = 0) -> list[str]:
@@ -47,18 +47,7 @@ def snippets(articles, n: int, words: int = 40, seed: int = 0) -> list[str]:
 
 def bench_backend(app, blob: bytes, model, texts: list[str], train_size: int) -> dict:
     project = make_project(slug="pool", labels=list(BBC_LABELS), settings={"retrain_every": 0})
-    champion = ModelVersion(
-        project_id=project.id,
-        version=1,
-        status="champion",
-        template=project.template,
-        labels=list(project.labels),
-        artifact=blob,
-        snapshot_digest="0" * 64,
-        train_size=train_size,
-        metrics={},
-        promoted_at=utcnow(),
-    )
+    champion = add_champion(project, blob, train_size)
     task = Task(project_id=project.id, name="rescore", status="queued")
     db.session.add_all([champion, task])
     db.session.commit()
