@@ -255,11 +255,10 @@ def release_interrupted_runs(slug: str) -> int:
     """Unstick the demo's retrains before its worker starts; return how many were touched.
 
     No worker runs on the demo's instance yet, so a run still marked `running` was cut off
-    (the demo was killed mid-retrain) and would block every later run: it is marked failed.
-    A queued run whose job Redis no longer holds is handed back to the worker's requeue.
+    (the demo was killed mid-retrain) and would block every later run: it is marked failed,
+    even if an embedded Redis that outlived the kill still calls its job "started". Queued runs
+    whose job was lost are the worker's own start-up business (`training.requeue_pending`).
     """
-    from rq.job import Job
-
     project = db.session.scalar(select(Project).where(Project.slug == slug))
     if project is None:
         return 0
@@ -272,17 +271,6 @@ def release_interrupted_runs(slug: str) -> int:
             finished_at=utcnow(),
         )
     ).rowcount
-    conn = jobs.get_redis()
-    for run in db.session.scalars(
-        select(RetrainRun).where(
-            RetrainRun.project_id == project.id,
-            RetrainRun.status == "queued",
-            RetrainRun.job_id.is_not(None),
-        )
-    ):
-        if not Job.exists(run.job_id, connection=conn):
-            run.job_id = None
-            touched += 1
     db.session.commit()
     return touched
 

@@ -110,13 +110,20 @@ def enqueue(func: str, *args, job_id: str | None = None, timeout: int = 3600) ->
     return job.id
 
 
-def job_status(job_id: str | None) -> str | None:
-    """The RQ status of a job ("queued", "started", "failed", …), or None if Redis forgot it."""
+def fetch_job(job_id: str | None) -> Job | None:
+    """The RQ job with this id, or None if there is none (or Redis forgot it)."""
     if not job_id:
         return None
     try:
-        job = Job.fetch(job_id, connection=get_redis(), serializer=JSONSerializer)
+        return Job.fetch(job_id, connection=get_redis(), serializer=JSONSerializer)
     except NoSuchJobError:
+        return None
+
+
+def job_status(job_id: str | None) -> str | None:
+    """The RQ status of a job ("queued", "started", "failed", …), or None if Redis forgot it."""
+    job = fetch_job(job_id)
+    if job is None:
         return None
     status = job.get_status(refresh=False)
     return status.value if status is not None else None

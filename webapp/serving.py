@@ -47,6 +47,22 @@ def champion_model(project: Project) -> tuple[int, int, object] | None:
     return cached[0], cached[2], cached[3]
 
 
+def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None:
+    """The champion's version and class probabilities for an item's data; None before any model.
+
+    Raises ValueError for data the model cannot read. Nothing is logged: this is what an expert
+    sees, not a production prediction.
+    """
+    champion = champion_model(project)
+    if champion is None:
+        return None
+    _version_id, version_no, model = champion
+    labels = list(project.labels)
+    X = training.to_matrix(project.kind, [data], project.features)
+    proba = training.predict_proba_for(model, X, labels)[0]
+    return version_no, {lab: round(float(p), 6) for lab, p in zip(labels, proba, strict=True)}
+
+
 def predict(
     project: Project, data: object, external_id: str | None = None, unit: str | None = None
 ) -> dict:

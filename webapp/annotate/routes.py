@@ -6,8 +6,6 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from labeling.training import predict_proba_for, to_matrix
-
 from .. import pool, serving
 from ..errors import ValidationError
 from ..extensions import db
@@ -51,19 +49,17 @@ def _labeled_here(project: Project, add: int = 0) -> int:
 
 def _suggestion(project: Project, item: Item) -> dict | None:
     """The champion's label for the item with its confidence, or None before any promotion."""
-    champion = serving.champion_model(project)
-    if champion is None:
-        return None
-    _version_id, version_no, model = champion
     try:
-        X = to_matrix(project.kind, [item.data], project.features)
-        proba = predict_proba_for(model, X, project.labels)[0]
+        suggested = serving.suggest(project, item.data)
     except ValueError:
         # Data the model cannot read (a non-numeric feature, say) only costs the suggestion.
         current_app.logger.warning("no suggestion for item %s", item.id, exc_info=True)
         return None
-    best = int(proba.argmax())
-    return {"label": project.labels[best], "confidence": float(proba[best]), "version": version_no}
+    if suggested is None:
+        return None
+    version_no, probabilities = suggested
+    best = max(probabilities, key=probabilities.get)
+    return {"label": best, "confidence": probabilities[best], "version": version_no}
 
 
 def _dispute(item: Item) -> dict | None:

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from labeling.split import heldout_mask
-from labeling.training import predict_proba_for, to_matrix
 
 from .. import pool, serving, training
 from ..auth.keys import owned, project_for_key, require_scope
@@ -170,18 +169,11 @@ def next_item(slug: str):
 
 def _suggestion(project: Project, item: Item) -> dict | None:
     """The champion's label and probabilities for an item, or None before any model."""
-    champion = serving.champion_model(project)
-    if champion is None:
+    suggested = serving.suggest(project, item.data)
+    if suggested is None:
         return None
-    model = champion[-1]
-    labels = list(project.labels)
-    proba = predict_proba_for(model, to_matrix(project.kind, [item.data], project.features), labels)
-    return {
-        "label": labels[int(proba[0].argmax())],
-        "probabilities": {
-            label: round(float(p), 6) for label, p in zip(labels, proba[0], strict=True)
-        },
-    }
+    _version, probabilities = suggested
+    return {"label": max(probabilities, key=probabilities.get), "probabilities": probabilities}
 
 
 @bp.post("/items/<int:item_id>/annotations")

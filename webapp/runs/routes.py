@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import redis
 from flask import abort, flash, redirect, render_template, request, url_for
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from .. import jobs
@@ -36,13 +33,13 @@ def _run_or_404(project: Project, run_id: int) -> RetrainRun:
 
 def _stage(run: RetrainRun) -> str | None:
     """The stage a running job reported (loading, training, …), read from its RQ meta."""
-    if run.status != "running" or not run.job_id:
+    if run.status != "running":
         return None
     try:
-        job = Job.fetch(run.job_id, connection=jobs.get_redis(), serializer=JSONSerializer)
-    except (NoSuchJobError, redis.RedisError):
+        job = jobs.fetch_job(run.job_id)
+    except redis.RedisError:
         return None
-    return job.meta.get("stage")
+    return job.meta.get("stage") if job is not None else None
 
 
 def _duration(run: RetrainRun) -> float | None:
