@@ -243,7 +243,6 @@ def _claim(item_id: int, annotator: str, reason: str, now, until) -> bool:
         .values(lease_owner=annotator, lease_until=until, lease_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     return result.rowcount == 1
 
 
@@ -299,8 +298,10 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
                 label_events=Project.label_events + 1,
             )
         )
+    # Claimed in the label's own transaction: one commit per label on this hot path.
+    due = _claim_retrain(project)
     db.session.commit()
-    if _due_for_retrain(project):
+    if due:
         trigger_retrain(project, trigger="auto")
     return annotation
 
@@ -360,13 +361,19 @@ def label_unlabeled(
         )
         db.session.commit()
         done += len(todo)
-    if done and _due_for_retrain(project):
-        trigger_retrain(project, trigger="auto")
+    if done:
+        due = _claim_retrain(project)
+        db.session.commit()
+        if due:
+            trigger_retrain(project, trigger="auto")
     return done
 
 
-def _due_for_retrain(project: Project) -> bool:
-    """Atomically claim an automatic retrain when N label changes have piled up since the last."""
+def _claim_retrain(project: Project) -> bool:
+    """Claim an automatic retrain when N label changes have piled up since the last.
+
+    The conditional UPDATE makes the claim atomic; it lands with the caller's commit.
+    """
     every = int(project.setting("retrain_every") or 0)
     if every <= 0:
         return False
@@ -379,7 +386,6 @@ def _due_for_retrain(project: Project) -> bool:
         .values(label_events_at_trigger=Project.label_events)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     return result.rowcount == 1
 
 
