@@ -141,3 +141,11 @@ def test_claims_never_share_an_item(app):
     assert got[3] is None
     owners = db.session.scalars(select(Item.lease_owner)).all()
     assert sorted(owners) == ["user:0", "user:1", "user:2"]
+
+
+def test_a_lease_is_committed_when_the_item_is_served(app):
+    project = make_project()
+    make_items(project, 2)
+    item, _ = pool.next_item(project, "user:1")
+    db.session.rollback()  # whatever the caller does next cannot undo the lease
+    assert db.session.get(Item, item.id).lease_owner == "user:1"

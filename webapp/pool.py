@@ -243,6 +243,7 @@ def _claim(item_id: int, annotator: str, reason: str, now, until) -> bool:
         .values(lease_owner=annotator, lease_until=until, lease_reason=reason)
         .execution_options(synchronize_session=False)
     )
+    db.session.commit()
     return result.rowcount == 1
 
 
