@@ -9,16 +9,12 @@ id, counts); notes and progress go to stderr. Bad input exits with status 2 and 
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
 import re
 import secrets
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import islice
 
 import click
@@ -30,7 +26,7 @@ from tqdm import tqdm
 
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
-from . import demo, jobs, pool, settings, training
+from . import demo, importfile, jobs, pool, settings, training
 from .errors import ValidationError
 from .extensions import db
 from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
@@ -38,11 +34,6 @@ from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, R
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
 MIN_PASSWORD = 8
-# CSV columns (and JSONL fields) that are not item data, so no feature may take their names.
-RESERVED_COLUMNS = ("external_id", "label")
-MAX_REPORTED_ERRORS = 10
-# Fields of `GET /api/v1/projects/{slug}/labels?format=jsonl` rows that an import ignores.
-EXPORT_ONLY_FIELDS = ("item_id", "split")
 
 
 def register(app: Flask) -> None:
@@ -125,7 +116,7 @@ def create_project(
                 "a tabular project needs its feature names", param_hint="'--features'"
             )
         feature_list = _split_list(features, "--features")
-        reserved = [f for f in feature_list if f in RESERVED_COLUMNS]
+        reserved = [f for f in feature_list if f in importfile.RESERVED_COLUMNS]
         if reserved:
             raise click.BadParameter(
                 f"{reserved[0]!r} is reserved for imports; rename the feature",
@@ -177,7 +168,7 @@ def project_settings(slug: str, changes: tuple[str, ...]) -> None:
     try:
         settings.apply(project, updates)
     except ValidationError as exc:
-        raise click.BadParameter(_validation_message(exc), param_hint="CHANGES") from None
+        raise click.BadParameter(importfile.validation_message(exc), param_hint="CHANGES") from None
     db.session.commit()
     for key, value in settings.effective(project).items():
         click.echo(f"{key}={value}")
@@ -292,204 +283,6 @@ def create_apikey(slug: str, scopes: str, name: str) -> None:
 # corrigo import
 
 
-@dataclass(frozen=True)
-class ImportRow:
-    """One valid row of an import file."""
-
-    line: int
-    external_id: str | None
-    data: dict
-    label: str | None
-
-
-def _validation_message(exc: ValidationError) -> str:
-    """`field: message` for the first field a ValidationError names."""
-    field, message = next(iter(exc.errors.items()))
-    return f"{field}: {message}"
-
-
-def _check_external_id(value: object) -> str | None:
-    """Return a valid external id (or None); raise ValueError with the reason otherwise."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValueError("external_id: must be a non-empty string")
-    if len(value) > 200:
-        raise ValueError("external_id: must be at most 200 characters")
-    return value
-
-
-def _check_label(project: Project, value: object) -> str | None:
-    """Return a valid label (or None); raise ValueError with the reason otherwise."""
-    if value is None:
-        return None
-    try:
-        return pool.validate_label(project, value)
-    except ValidationError as exc:
-        raise ValueError(_validation_message(exc)) from None
-
-
-def _check_data(project: Project, data: object) -> dict:
-    """Return valid item data; raise ValueError with the reason otherwise."""
-    try:
-        return pool.validate_data(project, data)
-    except ValidationError as exc:
-        raise ValueError(_validation_message(exc)) from None
-
-
-def _jsonl_row(project: Project, line: int, obj: object) -> ImportRow:
-    """Turn one parsed JSONL line into a row, or raise ValueError saying what is wrong."""
-    if not isinstance(obj, dict):
-        raise ValueError("each line must be a JSON object")
-    allowed = {"external_id", "data", "label"} | ({"text"} if project.kind == "text" else set())
-    # The labels export's own fields: an export of one project imports into another as is.
-    unknown = sorted(set(obj) - allowed - set(EXPORT_ONLY_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(allowed))}")
-    if "text" in obj:
-        if "data" in obj:
-            raise ValueError('give either "data" or the "text" shorthand, not both')
-        data = {"text": obj["text"]}
-    elif "data" in obj:
-        data = obj["data"]
-    else:
-        shorthand = ' (or "text")' if project.kind == "text" else ""
-        raise ValueError(f'missing "data"{shorthand}')
-    return ImportRow(
-        line,
-        _check_external_id(obj.get("external_id")),
-        _check_data(project, data),
-        _check_label(project, obj.get("label")),
-    )
-
-
-def _parse_jsonl(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
-    """Yield (line number, row or error) for each non-blank line of a JSONL file."""
-    for line, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield line, f"not valid JSON ({exc.msg} at column {exc.colno})"
-            continue
-        try:
-            yield line, _jsonl_row(project, line, obj)
-        except ValueError as exc:
-            yield line, str(exc)
-
-
-def _csv_number(column: str, cell: str) -> float:
-    """Parse a numeric CSV cell, or raise ValueError naming the column."""
-    if not cell.strip():
-        raise ValueError(f"column {column!r}: is empty")
-    try:
-        value = float(cell)
-    except ValueError:
-        raise ValueError(f"column {column!r}: {cell!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"column {column!r}: must be a finite number")
-    return value
-
-
-def _parse_csv(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
-    """Yield (line number, row or error) for each record of a CSV file with a header line."""
-    reader = csv.reader(fh)
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        return
-    data_columns = ["text"] if project.kind == "text" else list(project.features)
-    allowed = [*data_columns, *RESERVED_COLUMNS]
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise click.BadParameter(
-            f"line 1: column {repeated[0]!r} appears twice", param_hint="'FILE'"
-        )
-    unknown = [c for c in header if c not in allowed]
-    if unknown:
-        raise click.BadParameter(
-            f"line 1: unknown column {unknown[0]!r}; expected {', '.join(allowed)}",
-            param_hint="'FILE'",
-        )
-    missing = [c for c in data_columns if c not in header]
-    if missing:
-        raise click.BadParameter(
-            f"line 1: missing column {missing[0]!r} (columns: {', '.join(allowed)}; "
-            "external_id and label are optional)",
-            param_hint="'FILE'",
-        )
-    for cells in reader:
-        line = reader.line_num
-        if not cells or (len(cells) == 1 and not cells[0].strip()):
-            continue
-        if len(cells) != len(header):
-            yield line, f"expected {len(header)} fields, found {len(cells)}"
-            continue
-        record = dict(zip(header, cells, strict=True))
-        try:
-            if project.kind == "text":
-                data: dict = {"text": record["text"]}
-            else:
-                data = {"features": {f: _csv_number(f, record[f]) for f in project.features}}
-            yield (
-                line,
-                ImportRow(
-                    line,
-                    _check_external_id(record.get("external_id") or None),
-                    _check_data(project, data),
-                    _check_label(project, record.get("label") or None),
-                ),
-            )
-        except ValueError as exc:
-            yield line, str(exc)
-
-
-def _read_import(project: Project, path: str, fmt: str) -> Iterator[tuple[int, ImportRow | str]]:
-    """Yield (line, row or error) from an import file; unreadable files are usage errors."""
-    parse = _parse_csv if fmt == "csv" else _parse_jsonl
-    line = 0
-    try:
-        # utf-8-sig: spreadsheets often start a CSV with a byte-order mark.
-        with open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None) as fh:
-            for line, parsed in parse(project, fh):
-                yield line, parsed
-    except UnicodeDecodeError:
-        where = f" (somewhere after line {line})" if line else ""
-        raise click.BadParameter(f"is not UTF-8 text{where}", param_hint="'FILE'") from None
-    except csv.Error as exc:
-        raise click.BadParameter(f"after line {line}: {exc}", param_hint="'FILE'") from None
-
-
-def _validate_import(project: Project, path: str, fmt: str) -> tuple[int, int]:
-    """Check every row of the file; return (rows, rows with a label) or raise listing bad rows."""
-    errors: list[str] = []
-    bad = rows = with_label = 0
-    first_line: dict[str, int] = {}
-    for line, parsed in _read_import(project, path, fmt):
-        if isinstance(parsed, ImportRow) and parsed.external_id is not None:
-            earlier = first_line.setdefault(parsed.external_id, line)
-            if earlier != line:
-                parsed = f"external_id {parsed.external_id!r} is already on line {earlier}"
-        if isinstance(parsed, str):
-            bad += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append(f"line {line}: {parsed}")
-        else:
-            rows += 1
-            with_label += parsed.label is not None
-    if bad:
-        more = f"\n  … and {bad - len(errors)} more" if bad > len(errors) else ""
-        listing = "\n  ".join(errors)
-        raise click.BadParameter(
-            f"{bad} bad row{'s' if bad > 1 else ''}, so nothing was imported:\n  {listing}{more}",
-            param_hint="'FILE'",
-        )
-    if rows == 0:
-        raise click.BadParameter("has no rows to import", param_hint="'FILE'")
-    return rows, with_label
-
-
 def _known_external_ids(project: Project, external_ids: list[str]) -> set[str]:
     """Which of these external ids the project already has."""
     if not external_ids:
@@ -507,22 +300,6 @@ def _record_labels(project: Project, pairs: list[tuple[int, str]], annotator: st
     """Annotate the unlabeled items among (item id, label) pairs; return how many were."""
     # An item that already has a resolved label keeps it: an expert's word beats a file's.
     return pool.label_unlabeled(project, pairs, annotator)
-
-
-def _format_of(path: str, fmt: str | None) -> str:
-    """The import format: --format, else the file's extension."""
-    if fmt:
-        return fmt
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if ext == ".csv":
-        return "csv"
-    raise click.BadParameter(
-        f"cannot tell the format from the extension {ext or '(none)'!r}; "
-        "name the file .jsonl or .csv, or pass --format",
-        param_hint="'FILE'",
-    )
 
 
 def _batched(rows: Iterator, size: int) -> Iterator[list]:
@@ -555,11 +332,14 @@ def import_cmd(slug: str, file: str, fmt: str | None) -> None:
     an annotation by `import:<file name>`, unless the item already has a label.
     """
     project = _project(slug)
-    fmt = _format_of(file, fmt)
-    total, with_label = _validate_import(project, file, fmt)
+    try:
+        fmt = importfile.format_of(file, fmt)
+        total, with_label = importfile.validate_file(project, file, fmt)
+    except importfile.FileError as exc:
+        raise click.BadParameter(str(exc), param_hint="'FILE'") from None
     annotator = f"import:{os.path.basename(file)}"[:64]
     new = known = labeled = 0
-    rows = (parsed for _, parsed in _read_import(project, file, fmt))
+    rows = (parsed for _, parsed in importfile.read_rows(project, file, fmt))
     with tqdm(total=total, unit="row", desc="import", file=sys.stderr, disable=None) as bar:
         for batch in _batched(rows, pool.IMPORT_BATCH):
             if any(isinstance(row, str) for row in batch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
 from sqlalchemy import select
@@ -13,8 +12,9 @@ from labeling import sampling, training
 from .errors import Conflict, ValidationError
 from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
-from .pool import find_or_create_item, validate_data, validate_label
+from .pool import find_or_create_item
 from .training import champion_version, load_model, request_rescore
+from .validation import validate_data, validate_label, validate_probabilities
 
 # (database, project id) -> (model version id, created_at, version number, fitted model);
 # refreshed when the champion changes, which costs one indexed query per prediction to notice.
@@ -99,21 +99,6 @@ def predict(
         "probabilities": prediction.probabilities,
         "model_version": version_no,
     }
-
-
-def validate_probabilities(project: Project, value: object, field: str) -> dict | None:
-    """Check a {label: p} mapping: known labels, numbers in [0, 1]."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValidationError({field: "must be an object mapping labels to probabilities"})
-    for key, p in value.items():
-        validate_label(project, key, f"{field}.{key}")
-        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p):
-            raise ValidationError({f"{field}.{key}": "must be a number"})
-        if not 0.0 <= p <= 1.0:
-            raise ValidationError({f"{field}.{key}": "must be between 0 and 1"})
-    return {k: float(v) for k, v in value.items()}
 
 
 def log_predictions(project: Project, rows: list[dict]) -> list[int]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from labeling.split import heldout_mask
 
-from .. import pool, serving, training
+from .. import pool, serving, training, validation
 from ..auth.keys import owned, project_for_key, require_scope
 from ..errors import Conflict, ValidationError
 from ..extensions import db
@@ -76,7 +76,9 @@ def import_items(slug: str):
     def check(row: dict, prefix: str) -> dict:
         """Validate one item row; return it as `pool.import_items` takes it."""
         body.only(row, {"external_id", "data"}, prefix)
-        data = pool.validate_data(project, body.required(row, "data", prefix), f"{prefix}.data")
+        data = validation.validate_data(
+            project, body.required(row, "data", prefix), f"{prefix}.data"
+        )
         return {"external_id": body.optional_id(row, "external_id", prefix), "data": data}
 
     rows = body.each_row(body.rows(payload, "items", body.MAX_ROWS), "items", check)
@@ -112,9 +114,11 @@ def log_predictions(slug: str):
     def check(row: dict, prefix: str) -> dict:
         """Validate one logged prediction, naming each bad field under `prefix`."""
         body.only(row, fields, prefix)
-        pool.validate_data(project, body.required(row, "data", prefix), f"{prefix}.data")
-        pool.validate_label(project, body.required(row, "label", prefix), f"{prefix}.label")
-        serving.validate_probabilities(project, row.get("probabilities"), f"{prefix}.probabilities")
+        validation.validate_data(project, body.required(row, "data", prefix), f"{prefix}.data")
+        validation.validate_label(project, body.required(row, "label", prefix), f"{prefix}.label")
+        validation.validate_probabilities(
+            project, row.get("probabilities"), f"{prefix}.probabilities"
+        )
         for key in ("external_id", "model", "unit"):
             body.optional_id(row, key, prefix)
         return row
@@ -184,7 +188,7 @@ def annotate(item_id: int):
     project = db.session.get(Project, item.project_id)
     payload = body.json_object()
     body.only(payload, {"label"})
-    label = pool.validate_label(project, body.required(payload, "label"))
+    label = validation.validate_label(project, body.required(payload, "label"))
     annotator = g.api_key.annotator
     if pool.leased_to_other(item, annotator):
         raise Conflict(f"Item {item.id} is leased to another annotator; fetch queue/next instead.")

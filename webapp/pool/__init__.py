@@ -1,0 +1,22 @@
+"""A project's pool of items: `items` (import, counts), `queue` (lanes, leases, skips) and
+`labels` (annotations and the retrain count). The names callers use are re-exported here."""
+
+from .items import IMPORT_BATCH, counts, find_or_create_item, import_items, labeled_items
+from .labels import annotate, label_unlabeled
+from .queue import REASONS, has_champion, leased_to_other, next_item, release, skip
+
+__all__ = [
+    "IMPORT_BATCH",
+    "REASONS",
+    "annotate",
+    "counts",
+    "find_or_create_item",
+    "has_champion",
+    "import_items",
+    "label_unlabeled",
+    "labeled_items",
+    "leased_to_other",
+    "next_item",
+    "release",
+    "skip",
+]

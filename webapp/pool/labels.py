@@ -1,0 +1,131 @@
+"""Expert labels: one annotation at a time, bulk labels for imports, the retrain trigger count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import insert, select, update
+
+from ..extensions import db
+from ..models import Annotation, Item, Project, utcnow
+from ..validation import validate_label
+from .items import _batches
+
+
+def annotate(project: Project, item: Item, annotator: str, label: str) -> Annotation:
+    """Record an expert label, resolve the item, and trigger a retrain every N label changes.
+
+    Raises ValidationError for an unknown label; the caller checks leases and access.
+    """
+    from ..training import trigger_retrain
+
+    validate_label(project, label)
+    reason = item.lease_reason if item.lease_owner == annotator else None
+    annotation = Annotation(
+        project_id=project.id, item_id=item.id, annotator=annotator, label=label, reason=reason
+    )
+    db.session.add(annotation)
+    first = item.label is None
+    changed = item.label != label
+    item.label = label
+    item.labeled_at = utcnow()
+    item.disputed_at = None
+    item.lease_owner = item.lease_until = item.lease_reason = None
+    if first or changed:
+        db.session.execute(
+            update(Project)
+            .where(Project.id == project.id)
+            .values(
+                labeled_count=Project.labeled_count + (1 if first else 0),
+                label_events=Project.label_events + 1,
+            )
+        )
+    # Claimed in the label's own transaction: one commit per label on this hot path.
+    due = _claim_retrain(project)
+    db.session.commit()
+    if due:
+        trigger_retrain(project, trigger="auto")
+    return annotation
+
+
+def label_unlabeled(
+    project: Project, pairs: Iterable[tuple[int, str]], annotator: str, batch_size: int = 1000
+) -> int:
+    """Record labels in bulk for the items among (item id, label) that have none yet.
+
+    For imports and seeds: an item an expert already labeled keeps its label. Each batch is
+    one transaction of bulk writes (no per-item commit), and the automatic retrain is
+    considered once at the end, so a 100k-label import queues one retrain, not 4,000.
+    Returns how many items were labeled.
+    """
+    from ..training import trigger_retrain
+
+    done = 0
+    for batch in _batches(pairs, batch_size):
+        wanted = dict(batch)
+        for item_id, label in wanted.items():
+            validate_label(project, label, f"label of item {item_id}")
+        todo = db.session.scalars(
+            select(Item.id).where(
+                Item.project_id == project.id, Item.id.in_(list(wanted)), Item.label.is_(None)
+            )
+        ).all()
+        if not todo:
+            continue
+        now = utcnow()
+        db.session.execute(
+            insert(Annotation),
+            [
+                {
+                    "project_id": project.id,
+                    "item_id": item_id,
+                    "annotator": annotator,
+                    "label": wanted[item_id],
+                    "created_at": now,
+                }
+                for item_id in todo
+            ],
+        )
+        db.session.execute(
+            update(Item),
+            [
+                {"id": item_id, "label": wanted[item_id], "labeled_at": now, "disputed_at": None}
+                for item_id in todo
+            ],
+        )
+        db.session.execute(
+            update(Project)
+            .where(Project.id == project.id)
+            .values(
+                labeled_count=Project.labeled_count + len(todo),
+                label_events=Project.label_events + len(todo),
+            )
+        )
+        db.session.commit()
+        done += len(todo)
+    if done:
+        due = _claim_retrain(project)
+        db.session.commit()
+        if due:
+            trigger_retrain(project, trigger="auto")
+    return done
+
+
+def _claim_retrain(project: Project) -> bool:
+    """Claim an automatic retrain when N label changes have piled up since the last.
+
+    The conditional UPDATE makes the claim atomic; it lands with the caller's commit.
+    """
+    every = int(project.setting("retrain_every") or 0)
+    if every <= 0:
+        return False
+    result = db.session.execute(
+        update(Project)
+        .where(
+            Project.id == project.id,
+            Project.label_events - Project.label_events_at_trigger >= every,
+        )
+        .values(label_events_at_trigger=Project.label_events)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
