@@ -29,6 +29,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from labeling.evaluation import GateConfig
 
+from .enums import Kind, Role, Scope, Strategy, values
 from .extensions import db
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT for 1M+ rows.
@@ -40,10 +41,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-ROLES = ("annotator", "reviewer", "engineer", "admin")
-SCOPES = ("predict", "feedback", "label", "admin")
-KINDS = ("text", "tabular")
-STRATEGIES = ("margin", "uncertainty", "entropy")
+ROLES = values(Role)
+SCOPES = values(Scope)
+KINDS = values(Kind)
+STRATEGIES = values(Strategy)
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "query_strategy": "margin",

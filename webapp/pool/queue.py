@@ -8,10 +8,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import exists, or_, select, update
 
+from ..enums import QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
 
-REASONS = ("disputed", "uncertain", "audit", "cold-start")
+REASONS = values(QueueReason)
 
 
 def _free(now):

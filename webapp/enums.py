@@ -1,0 +1,108 @@
+"""Every status-like value in one place: the API schemas, the OpenAPI `enum`s and the database's
+CHECK constraints all come from these classes.
+
+Each is a `StrEnum`, so a member compares equal to its stored string (`RunStatus.QUEUED ==
+"queued"`) and rows written before the enums existed read back unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Where a retrain run is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Decision(StrEnum):
+    """What the gate decided for a finished run."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+
+
+class Trigger(StrEnum):
+    """What asked for a retrain."""
+
+    MANUAL = "manual"  # the API's POST …/retrain
+    AUTO = "auto"  # every N label changes
+    UI = "ui"  # the runs page's Retrain button
+    CLI = "cli"  # `corrigo retrain`
+    DEMO = "demo"  # `corrigo demo`'s first retrain
+
+
+class QueueReason(StrEnum):
+    """Why the queue served an item."""
+
+    DISPUTED = "disputed"
+    UNCERTAIN = "uncertain"
+    AUDIT = "audit"
+    COLD_START = "cold-start"
+
+
+class ItemSource(StrEnum):
+    """How an item entered the pool."""
+
+    IMPORT = "import"  # the API's or the CLI's import
+    PRODUCTION = "production"  # a prediction (served or logged)
+
+
+class Role(StrEnum):
+    """What a web user may do."""
+
+    ANNOTATOR = "annotator"
+    REVIEWER = "reviewer"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+
+class Scope(StrEnum):
+    """What an API key may do."""
+
+    PREDICT = "predict"
+    FEEDBACK = "feedback"
+    LABEL = "label"
+    ADMIN = "admin"
+
+
+class ModelStatus(StrEnum):
+    """A model version's place in the registry."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    RETIRED = "retired"
+    REJECTED = "rejected"
+
+
+class TaskStatus(StrEnum):
+    """Where a background task (rescore, …) is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Kind(StrEnum):
+    """What a project's items carry."""
+
+    TEXT = "text"
+    TABULAR = "tabular"
+
+
+class Strategy(StrEnum):
+    """The active-learning query strategy that scores the pool."""
+
+    MARGIN = "margin"
+    UNCERTAINTY = "uncertainty"
+    ENTROPY = "entropy"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The stored strings of an enum, in declaration order."""
+    return tuple(member.value for member in enum)
