@@ -36,6 +36,14 @@ TEMPLATE_KIND: dict[str, str] = {
 }
 KINDS = ("text", "tabular")
 
+# The largest magnitude a tabular feature may have. Ingest refuses anything beyond it, and
+# `to_matrix` reads whatever still gets through (rows stored before the bound, other paths) as
+# missing: one labeled 1.7e308 made StandardScaler's sums overflow to inf and every retrain fail
+# with "Input X contains NaN". At 1e15 integers stay exact in float64 (2^53 is 9.0e15) and a
+# square is 1e30, so sums of squares over billions of rows stay far below float64's 1.8e308
+# (and one square fits even float32's 3.4e38): no template overflows, fitting or predicting.
+FEATURE_BOUND = 1e15
+
 
 def _imputer() -> SimpleImputer:
     # keep_empty_features keeps an all-missing column instead of dropping it, so the column
@@ -111,6 +119,9 @@ def _as_float(value: Any, name: str) -> float:
         return np.nan
     try:
         return float(value)
+    except OverflowError:
+        # An integer beyond float range (JSON allows 10**400): as far out as it gets.
+        return np.inf if value > 0 else -np.inf
     except (TypeError, ValueError):
         raise ValueError(f"feature {name!r} is not numeric: {value!r}") from None
 
@@ -127,7 +138,9 @@ def to_matrix(
 
     Returns:
         For text, a list of strings; for tabular, a float64 array of shape
-        (len(datas), len(features)) with NaN for missing features.
+        (len(datas), len(features)) with NaN for missing features. A value beyond
+        +-FEATURE_BOUND (infinities included) cannot be a measurement and reads as missing too,
+        so the imputer fills it and no row can make a model's arithmetic overflow.
     """
     if kind == "text":
         return [str(d.get("text") or "") for d in datas]
@@ -138,7 +151,12 @@ def to_matrix(
         rows = [
             [_as_float((d.get("features") or {}).get(name), name) for name in names] for d in datas
         ]
-        return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        X = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        # Missing rather than clipped: a clipped 1e308 would still be an outlier that squeezes
+        # every ordinary value of its column to ~0 after scaling, wrecking the linear model.
+        with np.errstate(invalid="ignore"):
+            X[~(np.abs(X) <= FEATURE_BOUND)] = np.nan
+        return X
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 

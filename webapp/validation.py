@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from labeling.training import FEATURE_BOUND
+
 from .errors import ValidationError
 from .models import Project
 
@@ -29,12 +31,16 @@ def validate_data(project: Project, data: object, field: str = "data") -> dict:
         value = features.get(name)
         if value is None:
             raise ValidationError({f"{field}.features.{name}": "is required"})
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError({f"{field}.features.{name}": "must be a finite number"})
+        # Compared, not converted: an int like 10**400 overflows math.isfinite; NaN fails too.
+        if not -FEATURE_BOUND <= value <= FEATURE_BOUND:
+            raise ValidationError(
+                {
+                    f"{field}.features.{name}": f"must be a number between -{FEATURE_BOUND:g} "
+                    f"and {FEATURE_BOUND:g}"
+                }
+            )
     unknown = sorted(set(features) - set(project.features))
     if unknown:
         raise ValidationError(
