@@ -89,10 +89,26 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # Batch mode rebuilds SQLite tables (create, copy, drop, rename): with foreign keys on,
+        # dropping the old `project` or `item` would cascade-delete every row that refers to it.
+        # The pragma only takes effect outside a transaction, so it is set before the first.
+        sqlite_fks = False
+        if connection.dialect.name == "sqlite":
+            sqlite_fks = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+            if sqlite_fks:
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            # End the transaction those statements began: Alembic must begin (and commit) its own.
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite_fks:
+            connection.commit()
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"the migration left rows with dangling references: {broken}")
 
 
 if context.is_offline_mode():

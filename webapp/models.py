@@ -6,6 +6,7 @@ import hashlib
 import random
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
@@ -13,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -29,7 +31,20 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from labeling.evaluation import GateConfig
 
-from .enums import Kind, Role, Scope, Strategy, values
+from .enums import (
+    Decision,
+    ItemSource,
+    Kind,
+    ModelStatus,
+    QueueReason,
+    Role,
+    RunStatus,
+    Scope,
+    Strategy,
+    TaskStatus,
+    Trigger,
+    values,
+)
 from .extensions import db
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT for 1M+ rows.
@@ -45,9 +60,46 @@ ROLES = values(Role)
 SCOPES = values(Scope)
 KINDS = values(Kind)
 STRATEGIES = values(Strategy)
+# The longest reason an engineer may give for excluding an item.
+MAX_EXCLUSION_REASON = 500
+
+
+def one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
+    """A CHECK that `column` holds one of the enum's values (NULL passes, as SQL's IN lets it).
+
+    Named `ck_<table>_<column>` by the naming convention. Adding a member to an enum needs a
+    migration that replaces the constraint.
+    """
+    allowed = ", ".join(f"'{value}'" for value in values(enum))
+    return CheckConstraint(f'"{column}" IN ({allowed})', name=column)
+
+
+def _scopes_sql(dialect: str) -> str:
+    """SQL checking that `scopes` is a JSON array of known scopes, for one backend.
+
+    PostgreSQL removes the known scopes from the array (`jsonb - text[]`) and expects nothing
+    left. SQLite allows no subquery (so no json_each) in a CHECK: it removes each quoted known
+    scope, the commas and the spaces from the stored text and expects `[]` to be left.
+    """
+    if dialect == "postgresql":
+        known = ", ".join(f"'{scope}'" for scope in SCOPES)
+        return (
+            "jsonb_typeof(scopes::jsonb) = 'array' AND "
+            f"(scopes::jsonb - ARRAY[{known}]) = '[]'::jsonb"
+        )
+    rest = "scopes"
+    for scope in SCOPES:
+        rest = f"replace({rest}, '\"{scope}\"', '')"
+    return f"json_valid(scopes) AND replace(replace({rest}, ',', ''), ' ', '') = '[]'"
+
+
+def scopes_check(dialect: str) -> CheckConstraint:
+    """The `scopes` CHECK, emitted only on its own backend."""
+    return CheckConstraint(_scopes_sql(dialect), name="scopes").ddl_if(dialect=dialect)
+
 
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "query_strategy": "margin",
+    "query_strategy": Strategy.MARGIN,
     "heldout_share": 0.2,
     "audit_share": 0.1,
     "retrain_every": 25,
@@ -64,8 +116,10 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(16), default="annotator")
+    role: Mapped[str] = mapped_column(String(16), default=Role.ANNOTATOR)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (one_of("role", Role),)
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of the password."""
@@ -96,6 +150,8 @@ class Project(db.Model):
     label_events_at_trigger: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+    __table_args__ = (one_of("kind", Kind),)
+
     def setting(self, key: str) -> Any:
         """Return a project setting, falling back to the default."""
         return (self.settings or {}).get(key, DEFAULT_SETTINGS[key])
@@ -119,6 +175,8 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     project: Mapped[Project] = relationship()
+
+    __table_args__ = (scopes_check("postgresql"), scopes_check("sqlite"))
 
     @staticmethod
     def generate(project: Project, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
@@ -145,7 +203,7 @@ class Item(db.Model):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     external_id: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict] = mapped_column(JSON)
-    source: Mapped[str] = mapped_column(String(16), default="import")
+    source: Mapped[str] = mapped_column(String(16), default=ItemSource.IMPORT)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Uniform random key drawn at insert: random audits and cold start walk an index on it.
     rand: Mapped[float] = mapped_column(Float, default=random.random)
@@ -159,9 +217,22 @@ class Item(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
     lease_reason: Mapped[str | None] = mapped_column(String(16))
+    # Set by an engineer: the item leaves the queue, training and held-out evaluation until
+    # restored (a bad row must not stop a project from learning). The label is kept.
+    excluded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    excluded_by: Mapped[str | None] = mapped_column(String(64))
+    excluded_reason: Mapped[str | None] = mapped_column(String(MAX_EXCLUSION_REASON))
 
     __table_args__ = (
         UniqueConstraint("project_id", "external_id", name="uq_item_project_external"),
+        one_of("source", ItemSource),
+        one_of("lease_reason", QueueReason),
+        # Who, when and why come together, or not at all.
+        CheckConstraint(
+            "(excluded_at IS NULL AND excluded_by IS NULL AND excluded_reason IS NULL) OR "
+            "(excluded_at IS NOT NULL AND excluded_by IS NOT NULL AND excluded_reason IS NOT NULL)",
+            name="exclusion",
+        ),
         # The queue lanes, each one index range scan (the score lane's index is below).
         Index(
             "ix_item_disputed",
@@ -205,7 +276,7 @@ class ModelVersion(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.CANDIDATE)
     template: Mapped[str] = mapped_column(String(32))
     labels: Mapped[list] = mapped_column(JSON)
     artifact: Mapped[bytes] = deferred(mapped_column(LargeBinary))
@@ -220,6 +291,7 @@ class ModelVersion(db.Model):
 
     __table_args__ = (
         UniqueConstraint("project_id", "version", name="uq_model_version_project_version"),
+        one_of("status", ModelStatus),
         # At most one champion per project, enforced by the database.
         Index(
             "uq_model_version_champion",
@@ -276,7 +348,10 @@ class Annotation(db.Model):
     reason: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_annotation_annotator", "project_id", "annotator"),)
+    __table_args__ = (
+        Index("ix_annotation_annotator", "project_id", "annotator"),
+        one_of("reason", QueueReason),
+    )
 
 
 class Skip(db.Model):
@@ -291,8 +366,8 @@ class Skip(db.Model):
 class RetrainRun(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED)
+    trigger: Mapped[str] = mapped_column(String(16), default=Trigger.MANUAL)
     job_id: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[str | None] = mapped_column(String(16))
     reasons: Mapped[list] = mapped_column(JSON, default=list)
@@ -312,6 +387,9 @@ class RetrainRun(db.Model):
 
     __table_args__ = (
         Index("ix_retrain_run_project", "project_id", "id"),
+        one_of("status", RunStatus),
+        one_of("decision", Decision),
+        one_of("trigger", Trigger),
         # Coalescing, enforced by the database: one queued and one running run per project.
         Index(
             "uq_retrain_run_queued",
@@ -338,11 +416,11 @@ class Task(db.Model):
     name: Mapped[str] = mapped_column(String(32))
     args: Mapped[dict] = mapped_column(JSON, default=dict)
     job_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.QUEUED)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_task_project", "project_id", "id"),)
+    __table_args__ = (Index("ix_task_project", "project_id", "id"), one_of("status", TaskStatus))

@@ -1,0 +1,292 @@
+"""Every status-like column holds one of its enum's values, enforced by the database (a CHECK
+added by migration 0002), and that migration keeps every row a database already holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import downgrade, upgrade
+from sqlalchemy.exc import IntegrityError
+
+from tests.factories import make_items, make_key, make_project, make_user
+from webapp import enums
+from webapp.extensions import db
+from webapp.models import (
+    Annotation,
+    ApiKey,
+    Item,
+    ModelVersion,
+    Project,
+    RetrainRun,
+    Task,
+    User,
+    utcnow,
+)
+
+# (model, column, its enum, whether NULL is allowed)
+COLUMNS = [
+    (User, "role", enums.Role, False),
+    (Project, "kind", enums.Kind, False),
+    (Item, "source", enums.ItemSource, False),
+    (Item, "lease_reason", enums.QueueReason, True),
+    (Annotation, "reason", enums.QueueReason, True),
+    (ModelVersion, "status", enums.ModelStatus, False),
+    (RetrainRun, "status", enums.RunStatus, False),
+    (RetrainRun, "decision", enums.Decision, True),
+    (RetrainRun, "trigger", enums.Trigger, False),
+    (Task, "status", enums.TaskStatus, False),
+]
+
+
+@pytest.fixture
+def rows(app):
+    """One row of each constrained table, all valid: {model: row id}."""
+    project = make_project()
+    item_id = make_items(project, 1)[0]
+    user = make_user()
+    annotation = Annotation(project_id=project.id, item_id=item_id, annotator="u", label="sport")
+    version = ModelVersion(
+        project_id=project.id,
+        version=1,
+        template="text-logreg",
+        labels=project.labels,
+        artifact=b"",
+        snapshot_digest="d",
+        train_size=1,
+    )
+    run = RetrainRun(project_id=project.id)
+    task = Task(project_id=project.id, name="rescore")
+    db.session.add_all([annotation, version, run, task])
+    make_key(project)
+    db.session.commit()
+    return {
+        User: user.id,
+        Project: project.id,
+        Item: item_id,
+        Annotation: annotation.id,
+        ModelVersion: version.id,
+        RetrainRun: run.id,
+        Task: task.id,
+        ApiKey: db.session.scalar(sa.select(ApiKey.id)),
+    }
+
+
+def _set(model, row_id: int, **values) -> None:
+    """Write column values straight to the database (no ORM checks on the way) and commit."""
+    db.session.execute(sa.update(model).where(model.id == row_id).values(**values))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("model,column,enum,nullable", COLUMNS)
+def test_an_unknown_value_is_refused_by_the_database(rows, model, column, enum, nullable):
+    for bad in ["bogus", enum.__members__[next(iter(enum.__members__))].name, ""]:
+        # The member's *name* (e.g. QUEUED) is not its value either.
+        with pytest.raises(IntegrityError):
+            _set(model, rows[model], **{column: bad})
+        db.session.rollback()
+    if not nullable:
+        with pytest.raises(IntegrityError):
+            _set(model, rows[model], **{column: None})
+        db.session.rollback()
+
+
+@pytest.mark.parametrize("model,column,enum,nullable", COLUMNS)
+def test_every_legal_value_is_accepted(rows, model, column, enum, nullable):
+    for value in [*enum, *([None] if nullable else [])]:
+        _set(model, rows[model], **{column: value})
+        stored = db.session.scalar(sa.select(getattr(model, column)).where(model.id == rows[model]))
+        assert stored == value
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [["root"], ["admin", "root"], [["admin"]], [1], "admin", {"admin": True}, ["admin "]],
+)
+def test_api_key_scopes_outside_the_enum_are_refused(rows, scopes):
+    with pytest.raises(IntegrityError):
+        _set(ApiKey, rows[ApiKey], scopes=scopes)
+
+
+def test_api_key_scopes_from_the_enum_are_accepted(rows):
+    for scopes in [[], ["admin"], list(enums.Scope), ["label", "predict"]]:
+        _set(ApiKey, rows[ApiKey], scopes=scopes)
+        assert db.session.get(ApiKey, rows[ApiKey], populate_existing=True).scopes == scopes
+
+
+def test_an_exclusion_needs_who_when_and_why(rows):
+    with pytest.raises(IntegrityError):
+        _set(Item, rows[Item], excluded_at=utcnow())
+    db.session.rollback()
+    with pytest.raises(IntegrityError):
+        _set(Item, rows[Item], excluded_at=utcnow(), excluded_by="user:1")
+    db.session.rollback()
+    _set(Item, rows[Item], excluded_at=utcnow(), excluded_by="user:1", excluded_reason="bad row")
+
+
+# ---------------------------------------------------------------------------------------------
+# The migration on a database that already holds rows
+
+
+def _legal_rows(now) -> dict[str, list[dict]]:
+    """Rows of the 0001 schema using every legal value of every constrained column."""
+    q = list(enums.QueueReason)
+    rows: dict[str, list[dict]] = {
+        "project": [
+            {
+                "id": i + 1,
+                "slug": f"p{i}",
+                "name": f"P{i}",
+                "kind": kind,
+                "labels": ["a", "b"],
+                "features": [],
+                "template": "text-logreg",
+                "settings": {},
+                "labeled_count": 0,
+                "label_events": 0,
+                "label_events_at_trigger": 0,
+                "created_at": now,
+            }
+            for i, kind in enumerate(enums.Kind)
+        ],
+        "user": [
+            {"email": f"{role}@x.org", "password_hash": "h", "role": role, "created_at": now}
+            for role in enums.Role
+        ],
+        "api_key": [
+            {
+                "project_id": 1,
+                "name": "",
+                "prefix": f"k{i}",
+                "key_hash": "h",
+                "scopes": scopes,
+                "created_at": now,
+            }
+            for i, scopes in enumerate([[s] for s in enums.Scope] + [list(enums.Scope), []])
+        ],
+        "item": [
+            {
+                "id": i + 1,
+                "project_id": 1,
+                "data": {"text": f"t{i}"},
+                "source": list(enums.ItemSource)[i % 2],
+                "created_at": now,
+                "rand": 0.5,
+                "lease_reason": reason,
+                "label": "a" if i % 2 else None,
+            }
+            for i, reason in enumerate([*q, None])
+        ],
+        "annotation": [
+            {
+                "project_id": 1,
+                "item_id": 2,
+                "annotator": "u",
+                "label": "a",
+                "reason": r,
+                "created_at": now,
+            }
+            for r in [*q, None]
+        ],
+        "skip": [{"annotator": "u", "item_id": 1, "created_at": now}],
+        "model_version": [
+            {
+                "id": i + 1,
+                "project_id": 1,
+                "version": i + 1,
+                "status": status,
+                "template": "text-logreg",
+                "labels": ["a", "b"],
+                "artifact": b"",
+                "snapshot_digest": "d",
+                "train_size": 1,
+                "metrics": {},
+                "created_at": now,
+            }
+            for i, status in enumerate(enums.ModelStatus)
+        ],
+        "prediction": [
+            {"project_id": 1, "item_id": 1, "model_version_id": 2, "label": "a", "created_at": now}
+        ],
+    }
+    statuses = list(enums.RunStatus)
+    decisions = [*enums.Decision, None]
+    rows["retrain_run"] = [
+        {
+            "project_id": 1 if i < len(statuses) else 2,
+            # One queued and one running run per project (a unique index): the rest are done.
+            "status": statuses[i] if i < len(statuses) else enums.RunStatus.SUCCEEDED,
+            "trigger": trigger,
+            "decision": decisions[i % len(decisions)],
+            "reasons": [],
+            "metrics": {},
+            "created_at": now,
+        }
+        for i, trigger in enumerate([*enums.Trigger, *enums.Trigger])
+    ]
+    rows["task"] = [
+        {
+            "project_id": 1,
+            "name": "rescore",
+            "args": {},
+            "status": status,
+            "progress": 0,
+            "created_at": now,
+        }
+        for status in enums.TaskStatus
+    ]
+    return rows
+
+
+def _foreign_keys_on(dbapi_connection, _record) -> None:
+    """What `PRAGMA foreign_keys=ON` on every connection does: the cascades of the models."""
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _snapshot(conn, tables: list[str]) -> dict[str, list]:
+    """Every row of these tables (the columns 0001 made), in a comparable form."""
+    meta = sa.MetaData()
+    meta.reflect(bind=conn, only=tables)
+    out = {}
+    for name in tables:
+        table = meta.tables[name]
+        columns = [c for c in table.columns if not c.name.startswith("excluded_")]
+        result = conn.execute(sa.select(*columns).order_by(*table.primary_key.columns))
+        out[name] = [json.dumps(list(row), default=str, sort_keys=True) for row in result]
+    return out
+
+
+def test_the_migration_keeps_rows_of_every_legal_value(app):
+    sqlite = db.engine.dialect.name == "sqlite"
+    db.session.remove()
+    if sqlite:
+        # As the app runs SQLite (declared cascades on): rebuilding `project` or `item` must
+        # not cascade into the rows that refer to them.
+        sa.event.listen(db.engine, "connect", _foreign_keys_on)
+        db.engine.dispose()
+    try:
+        downgrade(revision="0001")
+        rows = _legal_rows(utcnow())
+        with db.engine.begin() as conn:
+            meta = sa.MetaData()
+            meta.reflect(bind=conn)
+            for name, table_rows in rows.items():
+                conn.execute(meta.tables[name].insert(), table_rows)
+            before = _snapshot(conn, list(rows))
+            if sqlite:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        upgrade()
+        with db.engine.connect() as conn:
+            after = _snapshot(conn, list(rows))
+        for name in rows:
+            assert len(after[name]) == len(rows[name]), name
+            assert after[name] == before[name], name
+        # And the constraints now hold.
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE retrain_run SET status = 'paused'"))
+    finally:
+        if sqlite:
+            sa.event.remove(db.engine, "connect", _foreign_keys_on)
+            db.engine.dispose()
+        upgrade()
