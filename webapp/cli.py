@@ -27,6 +27,7 @@ from tqdm import tqdm
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
 from . import demo, importfile, jobs, pool, settings, training
+from .enums import ItemSource, Kind, RunStatus, Trigger
 from .errors import ValidationError
 from .extensions import db
 from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
@@ -110,7 +111,7 @@ def create_project(
     if too_long:
         raise click.BadParameter(f"{too_long[0]!r} is over 100 characters", param_hint="'--labels'")
     feature_list: list[str] = []
-    if kind == "tabular":
+    if kind == Kind.TABULAR:
         if not features:
             raise click.BadParameter(
                 "a tabular project needs its feature names", param_hint="'--features'"
@@ -350,7 +351,7 @@ def import_cmd(slug: str, file: str, fmt: str | None) -> None:
                 for ids in pool.import_items(
                     project,
                     [{"external_id": r.external_id, "data": r.data} for r in batch],
-                    source="import",
+                    source=ItemSource.IMPORT,
                     batch_size=len(batch),
                 )
                 for item_id in ids
@@ -423,10 +424,10 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
     project = _project(slug)
     queued_before = db.session.scalar(
         select(RetrainRun.id).where(
-            RetrainRun.project_id == project.id, RetrainRun.status == "queued"
+            RetrainRun.project_id == project.id, RetrainRun.status == RunStatus.QUEUED
         )
     )
-    run = training.trigger_retrain(project, trigger="cli")
+    run = training.trigger_retrain(project, trigger=Trigger.CLI)
     run_id = run.id
     click.echo(run_id)
     if run_id == queued_before:
@@ -453,9 +454,9 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
         run = db.session.get(RetrainRun, run_id, populate_existing=True)
         if run.status != status:
             status = run.status
-            if status in ("queued", "running"):
+            if status in (RunStatus.QUEUED, RunStatus.RUNNING):
                 _note(f"run {run_id}: {status}…")
-        if status in ("succeeded", "failed"):
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
             break
         if deadline is not None and time.monotonic() >= deadline:
             raise click.ClickException(
@@ -463,7 +464,7 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
                 f"check it later with `GET /api/v1/projects/{slug}/runs/{run_id}`"
             )
         time.sleep(poll)
-    if status == "failed":
+    if status == RunStatus.FAILED:
         raise click.ClickException(f"run {run_id} failed: {run.error}")
     _report_run(run)
 

@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select, update
 
 from . import jobs, pool, training
+from .enums import Kind, Role, RunStatus, Trigger
 from .extensions import db
 from .models import (
     SCOPES,
@@ -80,7 +81,7 @@ DEMO_SLUG = "bbc-news"
 DEMO_NAME = "BBC News (demo)"
 SEED_ANNOTATOR = "seed:bbc"
 DEMO_KEY_NAME = "demo"
-DEMO_USERS = (("expert@corrigo.local", "annotator"), ("engineer@corrigo.local", "engineer"))
+DEMO_USERS = (("expert@corrigo.local", Role.ANNOTATOR), ("engineer@corrigo.local", Role.ENGINEER))
 
 
 class DemoError(Exception):
@@ -156,7 +157,7 @@ def build_demo(
         project = Project(
             slug=DEMO_SLUG,
             name=DEMO_NAME,
-            kind="text",
+            kind=Kind.TEXT,
             labels=list(BBC_LABELS),
             features=[],
             template="text-logreg",
@@ -164,7 +165,7 @@ def build_demo(
         )
         db.session.add(project)
         db.session.commit()
-    elif project.kind != "text" or list(project.labels) != BBC_LABELS:
+    elif project.kind != Kind.TEXT or list(project.labels) != BBC_LABELS:
         raise DemoError(
             f"a project {DEMO_SLUG!r} exists but is not the demo's; "
             "rebuild it with `corrigo demo --reset`"
@@ -210,7 +211,7 @@ def build_demo(
     run_id = None
     if champion is None:
         # Coalesces with the run the seed labels may already have triggered.
-        run_id = training.trigger_retrain(project, trigger="demo").id
+        run_id = training.trigger_retrain(project, trigger=Trigger.DEMO).id
     counts = pool.counts(project)
     seeded = db.session.scalar(
         select(func.count(func.distinct(Annotation.item_id))).where(
@@ -264,9 +265,9 @@ def release_interrupted_runs(slug: str) -> int:
         return 0
     touched = db.session.execute(
         update(RetrainRun)
-        .where(RetrainRun.project_id == project.id, RetrainRun.status == "running")
+        .where(RetrainRun.project_id == project.id, RetrainRun.status == RunStatus.RUNNING)
         .values(
-            status="failed",
+            status=RunStatus.FAILED,
             error="interrupted: the demo stopped while this run was in progress",
             finished_at=utcnow(),
         )
@@ -493,7 +494,7 @@ def _final_runs(project_id: int) -> set[int]:
         db.session.scalars(
             select(RetrainRun.id).where(
                 RetrainRun.project_id == project_id,
-                RetrainRun.status.in_(("succeeded", "failed")),
+                RetrainRun.status.in_((RunStatus.SUCCEEDED, RunStatus.FAILED)),
             )
         )
     )
@@ -501,7 +502,7 @@ def _final_runs(project_id: int) -> set[int]:
 
 def describe_run(run: RetrainRun) -> str:
     """One line on a finished run: its verdict and held-out score, or why it failed."""
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         return f"Retrain run {run.id} failed: {run.error}"
     version = db.session.get(ModelVersion, run.model_version_id) if run.model_version_id else None
     score = (run.metrics or {}).get("candidate", {}).get("macro_f1")

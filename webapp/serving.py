@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from labeling import sampling, training
 
+from .enums import ItemSource, ModelStatus
 from .errors import Conflict, ValidationError
 from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
@@ -28,7 +29,7 @@ def champion_model(project: Project) -> tuple[int, int, object] | None:
     """The champion row and its fitted model, loaded once per process per promotion."""
     row = db.session.execute(
         select(ModelVersion.id, ModelVersion.created_at).where(
-            ModelVersion.project_id == project.id, ModelVersion.status == "champion"
+            ModelVersion.project_id == project.id, ModelVersion.status == ModelStatus.CHAMPION
         )
     ).first()
     if row is None:
@@ -79,7 +80,7 @@ def predict(
     proba = training.predict_proba_for(model, X, labels)
     best = int(proba[0].argmax())
     score = float(sampling.informativeness_from_proba(proba, project.setting("query_strategy"))[0])
-    item = find_or_create_item(project, data, external_id, source="production")
+    item = find_or_create_item(project, data, external_id, source=ItemSource.PRODUCTION)
     if item.label is None:
         item.score, item.scored_by = score, version_no
     prediction = Prediction(
@@ -117,7 +118,7 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
         checked.append((data, label, probs, ext, model_name, unit))
     ids = []
     for data, label, probs, ext, model_name, unit in checked:
-        item = find_or_create_item(project, data, ext, source="production")
+        item = find_or_create_item(project, data, ext, source=ItemSource.PRODUCTION)
         prediction = Prediction(
             project_id=project.id,
             item_id=item.id,

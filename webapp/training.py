@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from labeling import artifacts, evaluation, sampling, split, training
 
 from . import jobs
+from .enums import Decision, ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
 from .models import Item, ModelVersion, Project, RetrainRun, Task, utcnow
 
@@ -31,12 +32,12 @@ RESCORE_JOB = "worker.jobs.rescore"
 # Triggers
 
 
-def trigger_retrain(project: Project, trigger: str = "manual") -> RetrainRun:
+def trigger_retrain(project: Project, trigger: str = Trigger.MANUAL) -> RetrainRun:
     """Queue a retrain, or return the one already queued (triggers coalesce)."""
     queued = _queued_run(project.id)
     if queued is not None:
         return queued
-    run = RetrainRun(project_id=project.id, trigger=trigger, status="queued")
+    run = RetrainRun(project_id=project.id, trigger=trigger, status=RunStatus.QUEUED)
     db.session.add(run)
     try:
         db.session.commit()
@@ -60,7 +61,9 @@ def trigger_retrain(project: Project, trigger: str = "manual") -> RetrainRun:
 
 def _queued_run(project_id: int) -> RetrainRun | None:
     return db.session.scalar(
-        select(RetrainRun).where(RetrainRun.project_id == project_id, RetrainRun.status == "queued")
+        select(RetrainRun).where(
+            RetrainRun.project_id == project_id, RetrainRun.status == RunStatus.QUEUED
+        )
     )
 
 
@@ -80,14 +83,14 @@ def request_rescore(project: Project) -> Task | None:
     """Queue a rescore of the pool under the current champion, unless one is already queued."""
     queued = db.session.scalar(
         select(Task).where(
-            Task.project_id == project.id, Task.name == "rescore", Task.status == "queued"
+            Task.project_id == project.id, Task.name == "rescore", Task.status == TaskStatus.QUEUED
         )
     )
     if queued is not None:
         return queued
     if champion_version(project.id) is None:
         return None
-    task = Task(project_id=project.id, name="rescore", status="queued")
+    task = Task(project_id=project.id, name="rescore", status=TaskStatus.QUEUED)
     db.session.add(task)
     db.session.commit()
     job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}")
@@ -106,19 +109,19 @@ def requeue_pending() -> int:
     Returns how many jobs were enqueued.
     """
     count = 0
-    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "running")):
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == RunStatus.RUNNING)):
         if jobs.job_status(run.job_id) not in _ALIVE:
             # Its worker died mid-run; a stuck `running` row would block every later retrain.
-            run.status, run.finished_at = "failed", utcnow()
+            run.status, run.finished_at = RunStatus.FAILED, utcnow()
             run.error = "The worker running this retrain stopped before it finished."
             db.session.commit()
     # Queued intents whose job never reached Redis, was lost with Redis's data, or already ran
     # and found another run of its project busy (that run's end re-enqueues it, unless it died).
-    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "queued")):
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == RunStatus.QUEUED)):
         if jobs.job_status(run.job_id) not in _ALIVE:
             _enqueue_run(run)
             count += jobs.job_status(run.job_id) in _ALIVE
-    for task in db.session.scalars(select(Task).where(Task.status == "queued")):
+    for task in db.session.scalars(select(Task).where(Task.status == TaskStatus.QUEUED)):
         if jobs.job_status(task.job_id) in _ALIVE:
             continue
         job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}-{_stamp()}")
@@ -137,7 +140,7 @@ def champion_version(project_id: int) -> ModelVersion | None:
     """The project's champion row (artifact not loaded), or None before the first promotion."""
     return db.session.scalar(
         select(ModelVersion).where(
-            ModelVersion.project_id == project_id, ModelVersion.status == "champion"
+            ModelVersion.project_id == project_id, ModelVersion.status == ModelStatus.CHAMPION
         )
     )
 
@@ -161,21 +164,21 @@ def run_retrain(
     """
     progress = progress or (lambda stage: None)
     run = db.session.get(RetrainRun, run_id)
-    if run is None or run.status != "queued":
+    if run is None or run.status != RunStatus.QUEUED:
         return run.status if run else "missing"
     try:
         claimed = db.session.execute(
             update(RetrainRun)
-            .where(RetrainRun.id == run_id, RetrainRun.status == "queued")
+            .where(RetrainRun.id == run_id, RetrainRun.status == RunStatus.QUEUED)
             # The job that claims the run is the one whose life `requeue_pending` checks.
-            .values(status="running", started_at=utcnow(), job_id=job_id or run.job_id)
+            .values(status=RunStatus.RUNNING, started_at=utcnow(), job_id=job_id or run.job_id)
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         log.info("run %s waits: another retrain of its project is running", run_id)
-        return "queued"
+        return RunStatus.QUEUED
     if claimed.rowcount != 1:
         db.session.rollback()
         return db.session.get(RetrainRun, run_id).status
@@ -185,7 +188,7 @@ def run_retrain(
     except Exception as exc:
         db.session.rollback()
         run = db.session.get(RetrainRun, run_id)
-        run.status = "failed"
+        run.status = RunStatus.FAILED
         run.error = f"{type(exc).__name__}: {exc}"
         run.finished_at = utcnow()
         db.session.commit()
@@ -264,7 +267,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     version = ModelVersion(
         project_id=project.id,
         version=version_no,
-        status="candidate",
+        status=ModelStatus.CANDIDATE,
         template=project.template,
         labels=label_set,
         artifact=artifacts.dumps(model),
@@ -277,15 +280,15 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     now = utcnow()
     if decision.promote:
         if champion is not None:
-            champion.status = "retired"
+            champion.status = ModelStatus.RETIRED
             db.session.flush()
-        version.status = "champion"
+        version.status = ModelStatus.CHAMPION
         version.promoted_at = now
     else:
-        version.status = "rejected"
+        version.status = ModelStatus.REJECTED
     db.session.flush()
     run.model_version_id = version.id
-    run.decision = "promoted" if decision.promote else "rejected"
+    run.decision = Decision.PROMOTED if decision.promote else Decision.REJECTED
     run.reasons = decision.reasons
     run.metrics = {
         "candidate": candidate_metrics,
@@ -293,7 +296,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         "baseline": baseline,
         "champion_version": champion.version if champion is not None else None,
     }
-    run.status = "succeeded"
+    run.status = RunStatus.SUCCEEDED
     run.finished_at = now
     db.session.commit()
     if decision.promote:
@@ -317,15 +320,15 @@ def run_rescore(
 ):
     """Score every unlabeled item with the champion, `chunk` rows at a time, in bulk updates."""
     task = db.session.get(Task, task_id)
-    if task is None or task.status not in ("queued", "running"):
+    if task is None or task.status not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
         return
-    task.status = "running"
+    task.status = TaskStatus.RUNNING
     db.session.commit()
     project = db.session.get(Project, task.project_id)
     try:
         champion = champion_version(project.id)
         if champion is None:
-            task.status, task.finished_at = "succeeded", utcnow()
+            task.status, task.finished_at = TaskStatus.SUCCEEDED, utcnow()
             db.session.commit()
             return
         model = load_model(champion)
@@ -366,13 +369,13 @@ def run_rescore(
             # A newer champion makes this pass moot; its own rescore is already queued.
             if champion_version(project.id).id != champion.id:
                 break
-        task.status, task.finished_at = "succeeded", utcnow()
+        task.status, task.finished_at = TaskStatus.SUCCEEDED, utcnow()
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
         task = db.session.get(Task, task_id)
         task.status, task.error, task.finished_at = (
-            "failed",
+            TaskStatus.FAILED,
             f"{type(exc).__name__}: {exc}",
             utcnow(),
         )

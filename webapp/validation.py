@@ -11,6 +11,7 @@ import math
 
 from labeling.training import FEATURE_BOUND
 
+from .enums import Kind
 from .errors import ValidationError
 from .models import Project
 
@@ -19,7 +20,7 @@ def validate_data(project: Project, data: object, field: str = "data") -> dict:
     """Check an item's data against the project's kind; return it or raise ValidationError."""
     if not isinstance(data, dict):
         raise ValidationError({field: "must be an object"})
-    if project.kind == "text":
+    if project.kind == Kind.TEXT:
         text = data.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ValidationError({f"{field}.text": "must be a non-empty string"})

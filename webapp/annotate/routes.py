@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from .. import pool, serving
+from ..enums import Kind, QueueReason
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import Annotation, Feedback, Item, Prediction, Project
@@ -109,7 +110,7 @@ def _render(
             tip=_reason_tip(project, reason),
             suggestion=_suggestion(project, item),
             dispute=_dispute(item) if item.disputed_at is not None else None,
-            paragraphs=_paragraphs(item.data.get("text", "")) if project.kind == "text" else [],
+            paragraphs=_paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else [],
         )
     template = "annotate/_item.html" if _hx() else "annotate/page.html"
     return render_template(template, **context), status
@@ -178,7 +179,9 @@ def submit(slug: str, item_id: int):
             if label
             else "Pick a label: press its number key or click its button."
         )
-        return _render(project, (item, item.lease_reason or "audit"), error=error, status=422)
+        return _render(
+            project, (item, item.lease_reason or QueueReason.AUDIT), error=error, status=422
+        )
     _labeled_here(project, add=1)
     return _next(project, f"Saved #{item.id} as {label}.")
 

@@ -11,6 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
+from ..enums import Role
 from ..extensions import db
 from ..models import ROLES, User
 from . import bp
@@ -48,7 +49,7 @@ def role_required(*roles: str):
         @functools.wraps(view)
         @login_required
         def wrapped(*args, **kwargs):
-            if current_user.role != "admin" and current_user.role not in roles:
+            if current_user.role != Role.ADMIN and current_user.role not in roles:
                 abort(403, "Your role does not allow this page.")
             return view(*args, **kwargs)
 

@@ -9,12 +9,13 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from .. import pool
+from ..enums import Role
 from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..training import champion_version
 from . import bp
 
-RUN_ROLES = ("reviewer", "engineer", "admin")
+RUN_ROLES = (Role.REVIEWER, Role.ENGINEER, Role.ADMIN)
 
 
 def project_or_404(slug: str) -> Project:
@@ -32,7 +33,7 @@ def can_see_runs() -> bool:
 
 def can_retrain() -> bool:
     """Whether the logged-in user may start a retrain from the browser."""
-    return current_user.is_authenticated and current_user.role in ("engineer", "admin")
+    return current_user.is_authenticated and current_user.role in (Role.ENGINEER, Role.ADMIN)
 
 
 @bp.app_context_processor

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import insert, select, update
 
+from ..enums import Trigger
 from ..extensions import db
 from ..models import Annotation, Item, Project, utcnow
 from ..validation import validate_label
@@ -44,7 +45,7 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
     due = _claim_retrain(project)
     db.session.commit()
     if due:
-        trigger_retrain(project, trigger="auto")
+        trigger_retrain(project, trigger=Trigger.AUTO)
     return annotation
 
 
@@ -107,7 +108,7 @@ def label_unlabeled(
         due = _claim_retrain(project)
         db.session.commit()
         if due:
-            trigger_retrain(project, trigger="auto")
+            trigger_retrain(project, trigger=Trigger.AUTO)
     return done
 
 

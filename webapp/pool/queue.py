@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import exists, or_, select, update
 
-from ..enums import QueueReason, values
+from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
 
@@ -29,7 +29,7 @@ def has_champion(project: Project) -> bool:
     return (
         db.session.scalar(
             select(ModelVersion.id).where(
-                ModelVersion.project_id == project.id, ModelVersion.status == "champion"
+                ModelVersion.project_id == project.id, ModelVersion.status == ModelStatus.CHAMPION
             )
         )
         is not None
@@ -41,17 +41,17 @@ def _candidates(project: Project, annotator: str, now, rng: random.Random):
     base = [Item.project_id == project.id, _free(now), _not_skipped_by(annotator)]
     yield (
         select(Item).where(Item.disputed_at.is_not(None), *base).order_by(Item.disputed_at),
-        "disputed",
+        QueueReason.DISPUTED,
     )
     pool = [*base, Item.label.is_(None)]
     champion = has_champion(project)
     if champion and rng.random() >= project.setting("audit_share"):
         yield (
             select(Item).where(*pool, Item.score.is_not(None)).order_by(Item.score.desc(), Item.id),
-            "uncertain",
+            QueueReason.UNCERTAIN,
         )
     # Uniform random: start at a random point of the `rand` index and wrap around.
-    reason = "audit" if champion else "cold-start"
+    reason = QueueReason.AUDIT if champion else QueueReason.COLD_START
     start = rng.random()
     yield select(Item).where(*pool, Item.rand >= start).order_by(Item.rand), reason
     yield select(Item).where(*pool, Item.rand < start).order_by(Item.rand), reason
@@ -80,7 +80,7 @@ def next_item(
     if held is not None:
         held.lease_until = until
         db.session.commit()
-        return held, held.lease_reason or "audit"
+        return held, held.lease_reason or QueueReason.AUDIT
     for query, reason in _candidates(project, annotator, now, rng):
         for _attempt in range(5):
             item = db.session.scalar(query.limit(1))

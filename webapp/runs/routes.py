@@ -8,13 +8,14 @@ from sqlalchemy import select
 
 from .. import jobs
 from ..auth.routes import role_required
+from ..enums import Role, RunStatus, Trigger
 from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..monitor.routes import project_or_404
 from ..training import trigger_retrain
 from . import bp
 
-ACTIVE = ("queued", "running")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 RUN_LIMIT = 100
 
 
@@ -33,7 +34,7 @@ def _run_or_404(project: Project, run_id: int) -> RetrainRun:
 
 def _stage(run: RetrainRun) -> str | None:
     """The stage a running job reported (loading, training, …), read from its RQ meta."""
-    if run.status != "running":
+    if run.status != RunStatus.RUNNING:
         return None
     try:
         job = jobs.fetch_job(run.job_id)
@@ -50,7 +51,7 @@ def _duration(run: RetrainRun) -> float | None:
 
 
 @bp.get("/projects/<slug>/runs")
-@role_required("reviewer", "engineer")
+@role_required(Role.REVIEWER, Role.ENGINEER)
 def index(slug: str):
     """List the project's retrains, newest first; the table polls while one is active."""
     project = project_or_404(slug)
@@ -72,16 +73,16 @@ def index(slug: str):
 
 
 @bp.post("/projects/<slug>/runs")
-@role_required("engineer")
+@role_required(Role.ENGINEER)
 def start(slug: str):
     """Queue a retrain now, or join the one already queued, and show it."""
     project = project_or_404(slug)
     queued = db.session.scalar(
         select(RetrainRun.id).where(
-            RetrainRun.project_id == project.id, RetrainRun.status == "queued"
+            RetrainRun.project_id == project.id, RetrainRun.status == RunStatus.QUEUED
         )
     )
-    run = trigger_retrain(project, trigger="ui")
+    run = trigger_retrain(project, trigger=Trigger.UI)
     if run.id == queued:
         flash(f"Retrain #{run.id} was already waiting to start; your request joined it.")
     else:
@@ -90,7 +91,7 @@ def start(slug: str):
 
 
 @bp.get("/projects/<slug>/runs/<int:run_id>")
-@role_required("reviewer", "engineer")
+@role_required(Role.REVIEWER, Role.ENGINEER)
 def show(slug: str, run_id: int):
     """Show one run; its status partial polls until the run reaches a final state."""
     project = project_or_404(slug)
