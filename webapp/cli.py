@@ -31,6 +31,7 @@ from .enums import ItemSource, Kind, RunStatus, Trigger
 from .errors import ValidationError
 from .extensions import db
 from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
+from .pool import exclusion
 
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
@@ -41,6 +42,7 @@ def register(app: Flask) -> None:
     """Attach Corrigo's commands to the app's CLI."""
     for command in (project_cli, user_cli, apikey_cli, import_cmd, retrain_cmd, demo_cmd):
         app.cli.add_command(command)
+    app.cli.add_command(item_cli)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,3 +506,65 @@ def demo_cmd(host: str, port: int, reset: bool) -> None:
     demo.release_interrupted_runs(info.slug)
     code = demo.serve(app, info, host, port, echo=click.echo, note=_note)
     sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo item
+
+
+item_cli = AppGroup("item", help="Exclude bad items from the queue and training, or restore them.")
+ITEM_ID = click.IntRange(1, 2**63 - 1)
+
+
+def _item(item_id: int) -> Item:
+    """The item with this id, or a usage error naming the argument."""
+    item = db.session.get(Item, item_id)
+    if item is None:
+        raise click.BadParameter(f"no item {item_id}", param_hint="'ID'")
+    return item
+
+
+@item_cli.command("exclude")
+@click.argument("item_id", metavar="ID", type=ITEM_ID)
+@click.option("--reason", required=True, help="Why (kept with the item; shown to engineers).")
+def exclude_item(item_id: int, reason: str) -> None:
+    """Take item ID out of the queue, training and held-out evaluation (its labels are kept)."""
+    item = _item(item_id)
+    try:
+        created = exclusion.exclude(item, f"cli:{os.environ.get('USER') or 'unknown'}", reason)
+    except ValidationError as exc:
+        message = importfile.validation_message(exc)
+        raise click.BadParameter(message, param_hint="'--reason'") from None
+    db.session.commit()
+    slug = db.session.get(Project, item.project_id).slug
+    if created:
+        click.echo(f"Excluded item {item.id} of {slug}.")
+    else:
+        _note(f"Item {item.id} was already excluded, by {item.excluded_by}: {item.excluded_reason}")
+
+
+@item_cli.command("restore")
+@click.argument("item_id", metavar="ID", type=ITEM_ID)
+def restore_item(item_id: int) -> None:
+    """Put excluded item ID back in the queue and the training data."""
+    item = _item(item_id)
+    if exclusion.restore(item):
+        db.session.commit()
+        click.echo(f"Restored item {item.id}.")
+    else:
+        _note(f"Item {item.id} was not excluded; nothing changed.")
+
+
+@item_cli.command("excluded")
+@click.argument("slug")
+def list_excluded(slug: str) -> None:
+    """List project SLUG's excluded items: id, external id, when, by whom, why."""
+    items = exclusion.excluded_items(_project(slug), limit=None)
+    if not items:
+        _note(f"No item of {slug} is excluded.")
+    for item in items:
+        when = item.excluded_at.isoformat(timespec="seconds") + "Z"
+        click.echo(
+            f"{item.id}\t{item.external_id or '-'}\t{when}\t{item.excluded_by}\t"
+            f"{item.excluded_reason}"
+        )

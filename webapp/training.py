@@ -208,7 +208,7 @@ def _training_data(project: Project):
     """Load every resolved item as arrays: ids, labels and the model input."""
     rows = db.session.execute(
         select(Item.id, Item.label, Item.data)
-        .where(Item.project_id == project.id, Item.label.is_not(None))
+        .where(Item.project_id == project.id, Item.label.is_not(None), Item.excluded_at.is_(None))
         .order_by(Item.id)
     ).all()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -255,6 +255,18 @@ SCHEMAS: dict = {
             "label": _schema("Label"),
         },
     ),
+    "ExclusionRequest": _obj(
+        ["reason"], {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
+    ),
+    "Exclusion": _obj(
+        ["item_id", "excluded_at", "excluded_by", "reason"],
+        {
+            "item_id": {"type": "integer"},
+            "excluded_at": {"type": "string", "format": "date-time"},
+            "excluded_by": {"type": "string", "description": "The key (`key:<id>`) or user."},
+            "reason": {"type": "string"},
+        },
+    ),
     "RunAccepted": _obj(["run_id"], {"run_id": {"type": "integer"}}),
     "GateReason": _obj(
         ["rule", "passed", "detail"],
@@ -530,6 +542,35 @@ PATHS: dict = {
             ("NotFound",),
             ("item_id",),
         )
+    },
+    "/items/{item_id}/exclusion": {
+        "post": _operation(
+            "excludeItem",
+            "Exclude an item",
+            "Take an item out of the queue, training and held-out evaluation (a bad row that "
+            "stops the project from learning, say); it and its annotations are kept. An item "
+            "already excluded keeps its first exclusion (200).",
+            "items",
+            "admin",
+            {
+                "200": _json(_schema("Exclusion"), "It was already excluded."),
+                "201": _json(_schema("Exclusion"), "Excluded."),
+            },
+            ("NotFound", *BODY_ERRORS),
+            ("item_id",),
+            _body("ExclusionRequest", "Why the item is excluded."),
+        ),
+        "delete": _operation(
+            "restoreItem",
+            "Restore an excluded item",
+            "Put the item back in the queue and the training data (also answered for an item "
+            "that was not excluded).",
+            "items",
+            "admin",
+            {"204": {"description": "Restored."}},
+            ("NotFound",),
+            ("item_id",),
+        ),
     },
     "/projects/{slug}/retrain": {
         "post": _operation(

@@ -39,6 +39,7 @@ def has_champion(project: Project) -> bool:
 def _candidates(project: Project, annotator: str, now, rng: random.Random):
     """Yield (query, reason) lanes in priority order; each is one indexed query for one item."""
     base = [Item.project_id == project.id, _free(now), _not_skipped_by(annotator)]
+    base.append(Item.excluded_at.is_(None))  # an engineer took it out (pool/exclusion.py)
     yield (
         select(Item).where(Item.disputed_at.is_not(None), *base).order_by(Item.disputed_at),
         QueueReason.DISPUTED,
