@@ -142,3 +142,24 @@ def test_a_refused_label_shows_its_error_in_place(app, page):
     assert [(a.item_id, a.label) for a in db.session.scalars(select(Annotation))] == [
         (int(first), "tech")
     ]
+
+
+def test_an_engineer_excludes_the_item_on_screen_and_typing_the_reason_labels_nothing(app, page):
+    project = make_project()
+    make_items(project, 3)
+    engineer = make_user("engineer@example.com", role="engineer")
+
+    log_in(page, engineer)
+    first = open_annotate(page)
+    page.click(f"{ITEM} details.exclude summary")
+    # Digits and `s` are label and skip keys: inside the reason box they must only type.
+    page.fill(f"{ITEM} .exclude-form input[name=reason]", "")
+    page.type(f"{ITEM} .exclude-form input[name=reason]", "sensor 1 stuck")
+    page.click(f"{ITEM} .exclude-button")
+    wait_for_next(page, first)
+    assert f"Excluded #{first}" in page.locator(f"{ITEM} .notice").inner_text()
+    db.session.expire_all()
+    item = db.session.get(Item, int(first))
+    assert item.excluded_reason == "sensor 1 stuck" and item.label is None
+    assert db.session.scalars(select(Annotation)).all() == []
+    assert db.session.scalars(select(Skip)).all() == []

@@ -76,3 +76,29 @@ def test_web_routes_answer_404_for_huge_or_foreign_item_ids(client, login, hx):
         assert resp.status_code == 404, item_id
         resp = hx("POST", f"/projects/news/excluded/{item_id}/restore")
         assert resp.status_code == 404, item_id
+
+
+def test_any_item_is_excluded_by_id_from_the_list_page(client, login, auth):
+    project = make_project()
+    ids = make_items(project, 2)
+    labeled = db.session.get(Item, ids[0])
+    labeled.label = "tech"  # labeled: the queue never serves it, so only its id reaches it
+    db.session.commit()
+    login("engineer")
+    client.get("/projects/news/excluded")
+    form = {"csrf_token": auth.csrf(), "item_id": f"#{ids[0]}", "reason": "sensor fault"}
+    resp = client.post("/projects/news/excluded", data=form)
+    assert resp.status_code == 302
+    page = client.get("/projects/news/excluded").text
+    assert f"Excluded #{ids[0]}" in page and "sensor fault" in page
+    for item_id, reason, message in [
+        ("12x", "r", "There is no item #12x"),
+        (str(2**64), "r", "There is no item"),
+        (str(ids[1]), "", "Not excluded: the reason must say why"),
+    ]:
+        form = {"csrf_token": auth.csrf(), "item_id": item_id, "reason": reason}
+        resp = client.post("/projects/news/excluded", data=form)
+        assert resp.status_code == 422 and message in resp.text, item_id
+    db.session.expire_all()
+    assert db.session.get(Item, ids[1]).excluded_at is None
+    assert db.session.get(Item, ids[0]).excluded_by.startswith("user:")

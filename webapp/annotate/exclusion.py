@@ -50,19 +50,51 @@ def exclude(slug: str, item_id: int):
     )
 
 
-@bp.get("/projects/<slug>/excluded")
-@role_required(Role.ENGINEER)
-def excluded(slug: str):
-    """List the project's excluded items, newest first, each with a Restore button."""
-    project = project_or_404(slug)
-    return render_template(
+def _list(project: Project, error: str | None = None, form: dict | None = None, status=200):
+    """Render the excluded-items page, with the exclude-by-id form's error if any."""
+    page = render_template(
         "annotate/excluded.html",
         project=project,
         items=exclusion.excluded_items(project, limit=LIST_LIMIT),
         total=exclusion.excluded_count(project),
         limit=LIST_LIMIT,
         max_reason=MAX_EXCLUSION_REASON,
+        error=error,
+        form=form or {},
     )
+    return page, status
+
+
+@bp.get("/projects/<slug>/excluded")
+@role_required(Role.ENGINEER)
+def excluded(slug: str):
+    """List the project's excluded items, newest first, each with a Restore button."""
+    return _list(project_or_404(slug))
+
+
+@bp.post("/projects/<slug>/excluded")
+@role_required(Role.ENGINEER)
+def exclude_by_id(slug: str):
+    """Exclude any item of the project by its id (a labeled one never reaches the queue)."""
+    project = project_or_404(slug)
+    form = {"item_id": request.form.get("item_id", ""), "reason": request.form.get("reason", "")}
+    raw_id = form["item_id"].strip().lstrip("#")
+    item = None
+    if raw_id.isascii() and raw_id.isdigit() and int(raw_id) <= MAX_ROW_ID:
+        item = db.session.get(Item, int(raw_id))
+    if item is None or item.project_id != project.id:
+        return _list(project, f"There is no item #{raw_id} in {project.name}.", form, 422)
+    try:
+        created = exclusion.exclude(item, current_user.annotator, form["reason"])
+    except ValidationError as exc:
+        db.session.rollback()
+        return _list(project, f"Not excluded: the reason {exc.errors['reason']}.", form, 422)
+    db.session.commit()
+    if created:
+        flash(f"Excluded #{item.id}: it is out of the queue and the training data until restored.")
+    else:
+        flash(f"#{item.id} was already excluded.")
+    return redirect(url_for("annotate.excluded", slug=project.slug))
 
 
 @bp.post("/projects/<slug>/excluded/<int:item_id>/restore")
