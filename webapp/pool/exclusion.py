@@ -48,8 +48,8 @@ def restore(item: Item) -> bool:
     return True
 
 
-def excluded_items(project: Project, limit: int = 100) -> list[Item]:
-    """The project's excluded items, most recently excluded first."""
+def excluded_items(project: Project, limit: int | None = 100) -> list[Item]:
+    """The project's excluded items, most recently excluded first (all of them if no limit)."""
     return list(
         db.session.scalars(
             select(Item)
