@@ -98,6 +98,12 @@ class Api:
         check_documented("GET", "/api/v1" + path.split("?")[0], resp)
         return resp
 
+    def delete(self, path: str, headers: dict | None = None, **kw):
+        """DELETE an /api/v1 path and check the answer against the spec."""
+        resp = self.client.delete("/api/v1" + path, headers=self._headers(headers), **kw)
+        check_documented("DELETE", "/api/v1" + path, resp)
+        return resp
+
     def post(self, path: str, json=None, headers: dict | None = None, **kw):
         """POST an /api/v1 path and check the answer against the spec."""
         resp = self.client.post("/api/v1" + path, json=json, headers=self._headers(headers), **kw)

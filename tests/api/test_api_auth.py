@@ -33,6 +33,8 @@ ENDPOINTS = [
     ("GET", "/projects/news/runs/{run}", "admin"),
     ("GET", "/projects/news/models", "admin"),
     ("GET", "/projects/news/labels", "admin"),
+    ("POST", "/items/{item}/exclusion", "admin"),
+    ("DELETE", "/items/{item}/exclusion", "admin"),
 ]
 
 
@@ -50,11 +52,15 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
     path = path.format(**rows)
     if method == "GET":
         return api.get(path, headers=headers)
+    if method == "DELETE":
+        return api.delete(path, headers=headers)
     payload = {"label": "sport", "correct": False}
     if path.endswith("/items"):
         payload = {"items": [{"data": {"text": "a"}}]}
     elif path.endswith("/predict"):
         payload = {"data": {"text": "a"}}
+    elif path.endswith("/exclusion"):
+        payload = {"reason": "a bad row"}
     elif path.endswith("/predictions"):
         payload = {"predictions": [{"data": {"text": "a"}, "label": "tech"}]}
     return api.post(path, payload, headers=headers)
