@@ -93,6 +93,47 @@ def test_an_unknown_value_is_refused_by_the_database(rows, model, column, enum, 
         db.session.rollback()
 
 
+def _new_row(model, rows: dict, n: int):
+    """A new, valid row of `model` (unique columns varied by n), not yet added."""
+    project_id, item_id = rows[Project], rows[Item]
+    return {
+        User: lambda: User(email=f"u{n}@x.org", password_hash="h"),
+        Project: lambda: Project(
+            slug=f"p{n}", name="P", kind="text", labels=["a", "b"], template="text-logreg"
+        ),
+        Item: lambda: Item(project_id=project_id, data={"text": "t"}),
+        Annotation: lambda: Annotation(
+            project_id=project_id, item_id=item_id, annotator="u", label="a"
+        ),
+        ModelVersion: lambda: ModelVersion(
+            project_id=project_id,
+            version=100 + n,
+            template="text-logreg",
+            labels=["a", "b"],
+            artifact=b"",
+            snapshot_digest="d",
+            train_size=1,
+        ),
+        RetrainRun: lambda: RetrainRun(project_id=project_id, status="failed"),
+        Task: lambda: Task(project_id=project_id, name="rescore", status="failed"),
+    }[model]()
+
+
+@pytest.mark.parametrize("model,column,enum,nullable", COLUMNS)
+def test_inserting_a_row_with_an_unknown_value_fails(rows, model, column, enum, nullable):
+    row = _new_row(model, rows, 1)
+    setattr(row, column, "bogus")
+    db.session.add(row)
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+    # The same row with a legal value goes in: the CHECK, not something else, refused it.
+    row = _new_row(model, rows, 2)
+    setattr(row, column, list(enum)[-1])
+    db.session.add(row)
+    db.session.commit()
+
+
 @pytest.mark.parametrize("model,column,enum,nullable", COLUMNS)
 def test_every_legal_value_is_accepted(rows, model, column, enum, nullable):
     for value in [*enum, *([None] if nullable else [])]:
