@@ -96,6 +96,20 @@ def init_app(app: Flask) -> None:
             return problem(exc.code or 500, exc.name, detail)
         return render_template("error.html", status=exc.code, detail=exc.description), exc.code
 
+    @app.teardown_appcontext
+    def release_session(exc: BaseException | None) -> None:
+        """End the request's session even if its connection died under it (Flask-SQLAlchemy's
+        own teardown would raise from the rollback and turn an answered request into a 500)."""
+        from .extensions import db
+
+        for _ in range(2):
+            try:
+                db.session.remove()
+                return
+            except UNAVAILABLE as lost:
+                app.logger.warning("session ended on a lost connection: %s", lost)
+        db.session.registry.clear()
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if _unavailable(exc):

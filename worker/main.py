@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp import create_app, jobs, training
 from webapp.extensions import db
 
-from . import set_app
+from . import get_app, set_app
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 class FaultTolerance:
     """What a Corrigo worker adds to RQ's workers; mixed in before `Worker` or `SimpleWorker`."""
 
-    def __init__(self, queues, *, app: Flask, **kwargs):
+    def __init__(self, queues, *, app: Flask | None = None, **kwargs):
+        app = app or get_app()  # RQ itself builds workers without one (`Worker.all()`)
         config = app.config
         self.app = app
         # Set before RQ's __init__, which reads `dequeue_timeout` to size the socket timeout.
