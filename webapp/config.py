@@ -26,6 +26,27 @@ def from_environment(instance_path: str) -> dict:
         "MAX_CONTENT_LENGTH": int(os.environ.get("CORRIGO_MAX_BODY", 8 * 1024 * 1024)),
         "LEASE_SECONDS": int(os.environ.get("CORRIGO_LEASE_SECONDS", 600)),
         "RESCORE_CHUNK": int(os.environ.get("CORRIGO_RESCORE_CHUNK", 2000)),
+        # A pooled connection is tested before use, so one left dead by a database restart is
+        # replaced instead of failing the request (or the retrain) that drew it.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Seconds a client is told to wait (Retry-After) when the database is unreachable.
+        "DB_RETRY_AFTER": int(os.environ.get("CORRIGO_DB_RETRY_AFTER", 2)),
+        # A retrain's writes after training are retried this many times on a lost connection.
+        "RETRAIN_WRITE_RETRIES": int(os.environ.get("CORRIGO_RETRAIN_WRITE_RETRIES", 4)),
+        # The worker's fault handling, in seconds (see worker/main.py):
+        # how often a worker sweeps for runs and tasks left behind by a dead work horse and
+        # for intents that never reached Redis;
+        "WORKER_SWEEP_SECONDS": float(os.environ.get("CORRIGO_SWEEP_SECONDS", 30)),
+        # how often a busy worker heartbeats its job, and how long after a missed heartbeat a
+        # job counts as abandoned (its run failed, its rescore re-queued);
+        "WORKER_HEARTBEAT_SECONDS": int(os.environ.get("CORRIGO_HEARTBEAT_SECONDS", 10)),
+        "WORKER_HEARTBEAT_GRACE": int(os.environ.get("CORRIGO_HEARTBEAT_GRACE", 60)),
+        # how long a job may run on after SIGTERM before it is stopped and handed back;
+        "WORKER_SHUTDOWN_GRACE": float(os.environ.get("CORRIGO_SHUTDOWN_GRACE", 25)),
+        # the longest wait between two attempts to reach Redis again during an outage.
+        "WORKER_REDIS_RETRY_MAX": float(os.environ.get("CORRIGO_REDIS_RETRY_MAX", 5)),
+        # A killed rescore is re-queued (it resumes) at most this many times.
+        "RESCORE_REQUEUES": int(os.environ.get("CORRIGO_RESCORE_REQUEUES", 3)),
     }
 
 

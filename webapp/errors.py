@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask, Response, json, render_template, request
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 PROBLEM = "application/problem+json"
@@ -63,6 +65,18 @@ def _wants_problem() -> bool:
     return request.path.startswith("/api/")
 
 
+# The database is unreachable or went away mid-request (a restart, a failover, a full pool):
+# the client may retry, nothing was acknowledged, so it is a 503 and never a 500.
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def _unavailable(exc: Exception) -> bool:
+    """Whether `exc` says the database is out of reach rather than that the request is wrong."""
+    return isinstance(exc, UNAVAILABLE) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
 
@@ -82,9 +96,39 @@ def init_app(app: Flask) -> None:
             return problem(exc.code or 500, exc.name, detail)
         return render_template("error.html", status=exc.code, detail=exc.description), exc.code
 
+    @app.teardown_appcontext
+    def release_session(exc: BaseException | None) -> None:
+        """End the request's session even if its connection died under it (Flask-SQLAlchemy's
+        own teardown would raise from the rollback and turn an answered request into a 500)."""
+        from .extensions import db
+
+        for _ in range(2):
+            try:
+                db.session.remove()
+                return
+            except UNAVAILABLE as lost:
+                app.logger.warning("session ended on a lost connection: %s", lost)
+        db.session.registry.clear()
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        if _unavailable(exc):
+            return database_unavailable(exc)
         app.logger.exception("unhandled error")
         if _wants_problem():
             return problem(500, "Internal Server Error", "An unexpected error occurred.")
         return render_template("error.html", status=500, detail="Unexpected error."), 500
+
+
+def database_unavailable(exc: Exception) -> Response | tuple[str, int, dict]:
+    """503 with Retry-After: a problem document for the API, a page that needs no database."""
+    from flask import current_app
+
+    current_app.logger.warning("database unavailable: %s", exc)
+    retry_after = {"Retry-After": str(current_app.config.get("DB_RETRY_AFTER", 2))}
+    detail = "The database cannot be reached right now. Try again in a few seconds."
+    if _wants_problem():
+        return problem(503, "Service Unavailable", detail, headers=retry_after)
+    # Rendered without the context processors: they load the signed-in user from the database.
+    page = current_app.jinja_env.get_template("unavailable.html").render(detail=detail)
+    return page, 503, retry_after

@@ -127,3 +127,15 @@ def job_status(job_id: str | None) -> str | None:
         return None
     status = job.get_status(refresh=False)
     return status.value if status is not None else None
+
+
+# A job in one of these states will still run (or is running, as far as RQ knows).
+ALIVE = ("queued", "started", "deferred", "scheduled")
+
+# What a lost or unreachable Redis raises; callers that can wait for its return catch these.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def job_alive(job_id: str | None) -> bool:
+    """Whether the job will still run or is running; raises `UNREACHABLE` if Redis cannot say."""
+    return job_status(job_id) in ALIVE

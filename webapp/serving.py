@@ -168,6 +168,10 @@ def add_feedback(
         if existing is not None:
             _check_replay(existing, prediction, correct, label, comment)
             return existing, False
+    says_wrong = correct is False or (label is not None and label != prediction.label)
+    # Read before adding: a query after `add` would autoflush the insert outside the handler
+    # below, and a concurrent retry of the same key would surface as a 500.
+    item = db.session.get(Item, prediction.item_id) if says_wrong else None
     feedback = Feedback(
         prediction_id=prediction.id,
         project_id=project.id,
@@ -177,18 +181,19 @@ def add_feedback(
         idempotency_key=idempotency_key,
     )
     db.session.add(feedback)
-    says_wrong = correct is False or (label is not None and label != prediction.label)
-    if says_wrong:
-        item = db.session.get(Item, prediction.item_id)
+    if item is not None:
         # Already settled by an expert the same way: nothing left to dispute.
         settled = item.label is not None and item.label == (label or item.label) != prediction.label
         if not settled and item.disputed_at is None:
             item.disputed_at = utcnow()
     try:
+        db.session.flush()  # the unique key is checked here, inside the handler
         db.session.commit()
     except IntegrityError:
         # The same key raced us; the first write wins and this call replays it.
         db.session.rollback()
+        if idempotency_key is None:
+            raise
         existing = _by_idempotency_key(project.id, idempotency_key)
         if existing is None:
             raise
@@ -198,9 +203,13 @@ def add_feedback(
 
 
 def _by_idempotency_key(project_id: int, key: str) -> Feedback | None:
-    return db.session.scalar(
-        select(Feedback).where(Feedback.project_id == project_id, Feedback.idempotency_key == key)
-    )
+    """The feedback recorded under this key, read without flushing anything pending."""
+    with db.session.no_autoflush:
+        return db.session.scalar(
+            select(Feedback).where(
+                Feedback.project_id == project_id, Feedback.idempotency_key == key
+            )
+        )
 
 
 def _check_replay(existing: Feedback, prediction: Prediction, correct, label, comment) -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 import zlib
 from collections.abc import Callable
 
 import numpy as np
+from flask import current_app
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from labeling import artifacts, evaluation, sampling, split, training
 
@@ -36,6 +38,7 @@ def trigger_retrain(project: Project, trigger: str = Trigger.MANUAL) -> RetrainR
     """Queue a retrain, or return the one already queued (triggers coalesce)."""
     queued = _queued_run(project.id)
     if queued is not None:
+        _ensure_enqueued(queued)
         return queued
     run = RetrainRun(project_id=project.id, trigger=trigger, status=RunStatus.QUEUED)
     db.session.add(run)
@@ -75,6 +78,16 @@ def _enqueue_run(run: RetrainRun) -> None:
         db.session.commit()
 
 
+def _ensure_enqueued(run: RetrainRun) -> None:
+    """Enqueue a queued run a trigger coalesced into, if its job never reached Redis or is gone."""
+    try:
+        if jobs.job_alive(run.job_id):
+            return
+    except jobs.UNREACHABLE:
+        return  # the row keeps the intent; a worker's sweep enqueues it when Redis is back
+    _enqueue_run(run)
+
+
 def _stamp() -> str:
     return utcnow().strftime("%Y%m%d%H%M%S%f")
 
@@ -100,36 +113,134 @@ def request_rescore(project: Project) -> Task | None:
     return task
 
 
-_ALIVE = ("queued", "started", "deferred", "scheduled")
+DIED = "The worker running this retrain stopped before it finished."
 
 
 def requeue_pending() -> int:
-    """Recover after an outage: fail runs whose worker died, enqueue intents Redis never got.
+    """Recover after a fault: settle rows whose job died, enqueue intents Redis never got.
 
-    Returns how many jobs were enqueued.
+    Every worker runs this sweep when it starts and every `WORKER_SWEEP_SECONDS` after that
+    (RQ's abandoned-job cleanup runs just before it, so a job whose worker died with its work
+    horse reads failed once its heartbeat expires). Returns how many jobs were enqueued;
+    raises `jobs.UNREACHABLE` while Redis is down (the next sweep tries again).
     """
     count = 0
-    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == RunStatus.RUNNING)):
-        if jobs.job_status(run.job_id) not in _ALIVE:
-            # Its worker died mid-run; a stuck `running` row would block every later retrain.
-            run.status, run.finished_at = RunStatus.FAILED, utcnow()
-            run.error = "The worker running this retrain stopped before it finished."
-            db.session.commit()
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "running")).all():
+        if not jobs.job_alive(run.job_id):
+            # A stuck `running` row would block every later retrain of its project.
+            count += _settle_run(run, handed_back=False, reason=DIED)
     # Queued intents whose job never reached Redis, was lost with Redis's data, or already ran
     # and found another run of its project busy (that run's end re-enqueues it, unless it died).
-    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == RunStatus.QUEUED)):
-        if jobs.job_status(run.job_id) not in _ALIVE:
+    for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "queued")).all():
+        if not jobs.job_alive(run.job_id):
             _enqueue_run(run)
-            count += jobs.job_status(run.job_id) in _ALIVE
-    for task in db.session.scalars(select(Task).where(Task.status == TaskStatus.QUEUED)):
-        if jobs.job_status(task.job_id) in _ALIVE:
-            continue
-        job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}-{_stamp()}")
-        if job_id is not None:
-            task.job_id = job_id
-            db.session.commit()
-            count += 1
+            count += run.job_id is not None and jobs.job_alive(run.job_id)
+    for task in db.session.scalars(select(Task).where(Task.status == "running")).all():
+        if not jobs.job_alive(task.job_id):
+            count += _settle_task(task, "The worker running this task stopped before it finished.")
+    for task in db.session.scalars(select(Task).where(Task.status == "queued")).all():
+        if not jobs.job_alive(task.job_id):
+            count += _enqueue_task(task)
+    db.session.commit()  # end the sweep's transaction: a worker waits for jobs holding none
     return count
+
+
+def settle_job(job_id: str, handed_back: bool, reason: str) -> int:
+    """Settle the run or task of a job whose work horse died; return how many jobs it enqueued.
+
+    `handed_back` says the worker stopped the job itself (a shutdown past its grace period): the
+    run goes back to the queue. Otherwise a running retrain fails with `reason` (a retrain that
+    killed its horse, as the OOM killer does, would do it again) and a rescore is re-queued to
+    resume, a bounded number of times. Rows that already finished are left alone.
+    """
+    count = 0
+    run = db.session.scalar(
+        select(RetrainRun).where(
+            RetrainRun.job_id == job_id, RetrainRun.status.in_(("running", "queued"))
+        )
+    )
+    if run is not None:
+        count += _settle_run(run, handed_back, reason)
+    task = db.session.scalar(
+        select(Task).where(Task.job_id == job_id, Task.status.in_(("running", "queued")))
+    )
+    if task is not None:
+        count += _settle_task(task, reason)
+    db.session.commit()
+    return count
+
+
+def _settle_run(run: RetrainRun, handed_back: bool, reason: str) -> int:
+    """Fail (or hand back) a run whose job died; start the project's next queued run."""
+    run_id, project_id = run.id, run.project_id
+    if run.status == "queued":
+        _enqueue_run(run)  # killed before it claimed the run: just run it again
+        return int(run.job_id is not None)
+    if handed_back and _queued_run(project_id) is None:
+        try:
+            requeued = db.session.execute(
+                update(RetrainRun)
+                .where(RetrainRun.id == run_id, RetrainRun.status == "running")
+                .values(status="queued", started_at=None, job_id=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()  # a trigger queued another run meanwhile: that one retrains
+        else:
+            if requeued:
+                run = db.session.get(RetrainRun, run_id)
+                db.session.refresh(run)
+                _enqueue_run(run)
+                return int(run.job_id is not None)
+            return 0
+    if handed_back:
+        reason += " A retrain queued meanwhile takes its place."
+    db.session.execute(
+        update(RetrainRun)
+        .where(RetrainRun.id == run_id, RetrainRun.status == "running")
+        .values(status="failed", finished_at=utcnow(), error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    queued = _queued_run(project_id)
+    if queued is None:
+        return 0
+    _ensure_enqueued(queued)
+    return int(queued.job_id is not None)
+
+
+def _settle_task(task: Task, reason: str) -> int:
+    """Re-queue a rescore whose job died (it resumes where it stopped), at most a few times."""
+    if task.status == "queued":
+        return _enqueue_task(task)
+    requeues = int((task.args or {}).get("requeues", 0))
+    if task.name == "rescore" and requeues < current_app.config["RESCORE_REQUEUES"]:
+        try:
+            task.status = "queued"
+            task.args = {**(task.args or {}), "requeues": requeues + 1}
+            db.session.commit()
+        except IntegrityError:
+            # Another rescore of the project is queued; it scores what this one left.
+            db.session.rollback()
+            reason += " A rescore queued meanwhile scores the remaining items."
+        else:
+            return _enqueue_task(task)
+    task.status, task.error, task.finished_at = "failed", reason, utcnow()
+    db.session.commit()
+    return 0
+
+
+def _enqueue_task(task: Task) -> int:
+    """Enqueue a queued task's job again; the row keeps the intent if Redis is unreachable."""
+    if task.name != "rescore":
+        return 0
+    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}-{_stamp()}")
+    if job_id is None:
+        return 0
+    task.job_id = job_id
+    db.session.commit()
+    return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,16 +297,50 @@ def run_retrain(
     try:
         _retrain(run_id, progress)
     except Exception as exc:
-        db.session.rollback()
-        run = db.session.get(RetrainRun, run_id)
-        run.status = RunStatus.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"
-        run.finished_at = utcnow()
-        db.session.commit()
+        error = f"{type(exc).__name__}: {exc}"
         log.error("retrain %s failed:\n%s", run_id, traceback.format_exc())
+        _discard_transaction()
+        _write_retrying(lambda: _record_failure(run_id, error))
     finally:
         _start_next_queued(project_id)
     return db.session.get(RetrainRun, run_id).status
+
+
+def _record_failure(run_id: int, error: str) -> None:
+    """Mark a run failed with a readable error."""
+    run = db.session.get(RetrainRun, run_id)
+    run.status, run.error, run.finished_at = "failed", error, utcnow()
+    db.session.commit()
+
+
+# What a lost database connection (a restart, a failover, a blip) raises mid-transaction.
+LOST_CONNECTION = (OperationalError, InterfaceError, DisconnectionError)
+
+
+def _discard_transaction() -> None:
+    """Roll the session back, even when its connection is gone (then just close it)."""
+    try:
+        db.session.rollback()
+    except LOST_CONNECTION:
+        db.session.close()
+
+
+def _write_retrying(write: Callable[[], None]) -> None:
+    """Run a write transaction, again on a fresh connection if it was lost, a bounded number of
+    times (`RETRAIN_WRITE_RETRIES`): a database blip must not throw a finished training away."""
+    retries = current_app.config.get("RETRAIN_WRITE_RETRIES", 0)
+    for attempt in range(retries + 1):
+        try:
+            write()
+            return
+        except LOST_CONNECTION as exc:
+            _discard_transaction()
+            db.session.close()  # the next attempt checks out a fresh (pre-pinged) connection
+            if attempt == retries:
+                raise
+            wait = min(0.5 * 2**attempt, 5.0)
+            log.warning("write lost its database connection (%s); again in %.1f s", exc, wait)
+            time.sleep(wait)
 
 
 def _start_next_queued(project_id: int) -> None:
@@ -225,11 +370,14 @@ def _take(X, mask: np.ndarray):
 
 
 def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
+    """Train and evaluate in memory, then record the outcome; only the writes are retried."""
     run = db.session.get(RetrainRun, run_id)
     project = db.session.get(Project, run.project_id)
+    project_id, template, label_set = project.id, project.template, list(project.labels)
     progress("loading")
     ids, labels, X = _training_data(project)
     heldout = split.heldout_mask(ids, project.setting("heldout_share"))
+    gate_config = project.gate_config
     train = ~heldout
     X_train, y_train = _take(X, train), labels[train]
     X_held, y_held = _take(X, heldout), labels[heldout]
@@ -237,70 +385,81 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     snapshot = zlib.compress(
         json.dumps([[int(i), str(y)] for i, y in zip(ids[train], y_train, strict=True)]).encode()
     )
-    run.train_size, run.heldout_size = int(train.sum()), int(heldout.sum())
-    run.snapshot_digest, run.snapshot = digest, snapshot
-    db.session.commit()
+    sizes = int(train.sum()), int(heldout.sum())
+
+    def record_snapshot() -> None:
+        run = db.session.get(RetrainRun, run_id)
+        run.train_size, run.heldout_size = sizes
+        run.snapshot_digest, run.snapshot = digest, snapshot
+        db.session.commit()
+
+    _write_retrying(record_snapshot)
 
     progress("training")
-    model = training.fit_model(project.template, X_train, list(y_train))
+    model = training.fit_model(template, X_train, list(y_train))
 
     progress("evaluating")
-    label_set = list(project.labels)
     candidate_metrics = _evaluate(model, X_held, y_held, label_set)
-    champion = champion_version(project.id)
+    champion = champion_version(project_id)
+    champion_id = champion.id if champion is not None else None
+    champion_no = champion.version if champion is not None else None
     champion_metrics = None
     if champion is not None:
         champion_metrics = _evaluate(load_model(champion), X_held, y_held, label_set)
     baseline = evaluation.majority_baseline(list(y_train), list(y_held), label_set)
-    decision = evaluation.gate(
-        candidate_metrics, champion_metrics, baseline, int(heldout.sum()), project.gate_config
-    )
+    decision = evaluation.gate(candidate_metrics, champion_metrics, baseline, sizes[1], gate_config)
+    artifact = artifacts.dumps(model)
 
     progress("recording")
-    # Everything below lands in one transaction: the new version, the verdict, the promotion.
-    version_no = (
-        db.session.scalar(
-            select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id)
+
+    def record_outcome() -> None:
+        # Everything lands in one transaction: the new version, the verdict, the promotion.
+        run = db.session.get(RetrainRun, run_id)
+        version_no = (
+            db.session.scalar(
+                select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project_id)
+            )
+            or 0
+        ) + 1
+        version = ModelVersion(
+            project_id=project_id,
+            version=version_no,
+            status="candidate",
+            template=template,
+            labels=label_set,
+            artifact=artifact,
+            snapshot_digest=digest,
+            train_size=sizes[0],
+            metrics=candidate_metrics,
+            run_id=run_id,
         )
-        or 0
-    ) + 1
-    version = ModelVersion(
-        project_id=project.id,
-        version=version_no,
-        status=ModelStatus.CANDIDATE,
-        template=project.template,
-        labels=label_set,
-        artifact=artifacts.dumps(model),
-        snapshot_digest=digest,
-        train_size=int(train.sum()),
-        metrics=candidate_metrics,
-        run_id=run.id,
-    )
-    db.session.add(version)
-    now = utcnow()
+        db.session.add(version)
+        now = utcnow()
+        if decision.promote:
+            if champion_id is not None:
+                db.session.get(ModelVersion, champion_id).status = "retired"
+                db.session.flush()
+            version.status = "champion"
+            version.promoted_at = now
+        else:
+            version.status = "rejected"
+        db.session.flush()
+        run.model_version_id = version.id
+        run.decision = "promoted" if decision.promote else "rejected"
+        run.reasons = decision.reasons
+        run.metrics = {
+            "candidate": candidate_metrics,
+            "champion": champion_metrics,
+            "baseline": baseline,
+            "champion_version": champion_no,
+        }
+        run.status = "succeeded"
+        run.finished_at = now
+        db.session.commit()
+
+    _write_retrying(record_outcome)
     if decision.promote:
-        if champion is not None:
-            champion.status = ModelStatus.RETIRED
-            db.session.flush()
-        version.status = ModelStatus.CHAMPION
-        version.promoted_at = now
-    else:
-        version.status = ModelStatus.REJECTED
-    db.session.flush()
-    run.model_version_id = version.id
-    run.decision = Decision.PROMOTED if decision.promote else Decision.REJECTED
-    run.reasons = decision.reasons
-    run.metrics = {
-        "candidate": candidate_metrics,
-        "champion": champion_metrics,
-        "baseline": baseline,
-        "champion_version": champion.version if champion is not None else None,
-    }
-    run.status = RunStatus.SUCCEEDED
-    run.finished_at = now
-    db.session.commit()
-    if decision.promote:
-        request_rescore(project)
+        request_rescore(db.session.get(Project, project_id))
 
 
 def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:

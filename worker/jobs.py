@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from rq import get_current_job
 
 from webapp import training
@@ -9,13 +12,23 @@ from webapp.extensions import db
 
 from . import get_app, in_forked_child
 
+log = logging.getLogger(__name__)
+
 
 def _report(**meta) -> None:
-    """Put progress in the job's meta so pages can poll it."""
+    """Put progress in the job's meta so pages can poll it; best effort, never fatal.
+
+    Progress is a courtesy to the pages that poll it: a Redis outage must not throw a retrain
+    (or a rescore) away, so a report that cannot be saved is logged and skipped.
+    """
     job = get_current_job()
-    if job is not None:
-        job.meta.update(meta)
+    if job is None:
+        return
+    job.meta.update(meta)
+    try:
         job.save_meta()
+    except redis.RedisError as exc:
+        log.warning("progress of job %s not saved: %s", job.id, exc)
 
 
 def _fresh_connections() -> None:
