@@ -43,6 +43,8 @@ def is_member(user: User, project: Project) -> bool:
 
 def add_member(user: User, project: Project, actor: str) -> bool:
     """Make the user a member of the project; return False if they already were."""
+    if user.id is None or project.id is None:
+        db.session.flush()
     if is_member(user, project):
         return False
     db.session.add(Membership(user_id=user.id, project_id=project.id))
