@@ -53,8 +53,7 @@ def init_app(app: Flask) -> None:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
     )
-    app.config.setdefault("SESSION_COOKIE_SECURE", secure)
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    app.config.update(SESSION_COOKIE_SECURE=secure, REMEMBER_COOKIE_SECURE=secure)
     days = int(os.environ.get("CORRIGO_REMEMBER_DAYS", "14"))
     app.config.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=days))
     app.jinja_env.globals["csp_nonce"] = csp_nonce

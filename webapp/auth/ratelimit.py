@@ -114,7 +114,8 @@ def _retry_after() -> int:
     current = limiter.current_limit
     if current is not None:
         try:
-            return max(1, math.ceil(current.reset_at - time.time()))
+            wait = math.ceil(current.reset_at - time.time())
+            return min(max(1, wait), current.limit.get_expiry())
         except Exception:  # noqa: BLE001 - a storage error only costs the precise value
             return max(1, current.limit.get_expiry())
     return 60

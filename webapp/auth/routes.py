@@ -11,7 +11,7 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -38,6 +38,16 @@ def csrf_token() -> str:
 def inject_csrf():
     """Make `csrf_token()` available in every template."""
     return {"csrf_token": csrf_token}
+
+
+@bp.before_app_request
+def forget_loaded_user():
+    """Load the user afresh from this request's cookies.
+
+    Flask-Login caches the user on `g`, which lives as long as the app context; where one app
+    context spans many requests (a test, a script) a user must not leak from one to the next.
+    """
+    g.pop("_login_user", None)
 
 
 @bp.before_app_request
