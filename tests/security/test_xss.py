@@ -21,6 +21,11 @@ ESCAPED = "&lt;script&gt;window.__xss=1&lt;/script&gt;"
 
 @pytest.fixture
 def stored(app, client):
+    """The payload stored everywhere (see `store_payloads`)."""
+    return store_payloads(client)
+
+
+def store_payloads(client) -> dict:
     """Put the payload wherever people or apps can write text, through the product's paths."""
     project = make_project("news", name="News " + PAYLOAD)
     key = make_key(project)

@@ -1,19 +1,24 @@
 """In a real browser: stored markup runs no script, the CSP is in force and blocks nothing the
 pages need, and no page loads in a foreign frame (the probes' rows: tests/security/test_xss.py)."""
 
+import pytest
+
 from tests.factories import make_project, make_user
-from tests.security.test_xss import (
-    pages,
-    stored,  # noqa: F401 - the fixture
-)
+from tests.security.test_xss import pages, store_payloads
 from tests.web.conftest import PASSWORD
+
+
+@pytest.fixture
+def stored(app, client):
+    """The XSS probes' payload, stored everywhere."""
+    return store_payloads(client)
 
 
 def test_a_browser_runs_no_stored_script_and_the_csp_blocks_nothing_needed(
     app,
     stored,
     browser,
-    live_server,  # noqa: F811 - the imported fixture
+    live_server,
 ):
     context = browser.new_context(base_url=live_server)
     context.set_default_timeout(10_000)
