@@ -12,16 +12,15 @@ import os
 import secrets
 from datetime import timedelta
 
-from flask import Flask, g
+from flask import Flask, request
 
 SECURE_VALUES = ("1", "true", "yes", "on")
 
 
 def csp_nonce() -> str:
     """This response's nonce for inline `<script>`/`<style>` blocks (templates call it)."""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
+    # Kept in the request's environ: `g` can outlive a request where an app context spans many.
+    return request.environ.setdefault("corrigo.csp_nonce", secrets.token_urlsafe(16))
 
 
 def policy(nonce: str) -> str:
