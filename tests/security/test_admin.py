@@ -108,7 +108,7 @@ def test_cli_lists_disables_and_enables_users_and_changes_passwords(corrigo, app
 
 
 def test_cli_project_members(corrigo, app):
-    project = make_project()
+    make_project()
     make_user("ada@example.com", PASSWORD, "annotator", member_of=[])
     browser = app.test_client()
     log_in(browser, "ada@example.com")
