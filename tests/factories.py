@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from webapp.extensions import db
-from webapp.models import ApiKey, Project, User
+from webapp.models import ApiKey, Membership, Project, User
 from webapp.pool import import_items
 
 TEXT_LABELS = ["sport", "politics", "tech"]
@@ -24,8 +26,12 @@ def make_project(
     template=None,
     settings=None,
     name=None,
+    members="all",
 ) -> Project:
-    """Create a project (text with three labels unless told otherwise)."""
+    """Create a project (text with three labels unless told otherwise).
+
+    `members`: the users who may see it; by default every user that exists already.
+    """
     labels = labels or (TEXT_LABELS if kind == "text" else ["a", "b"])
     features = features or ([] if kind == "text" else ["x1", "x2"])
     template = template or ("text-logreg" if kind == "text" else "tabular-logreg")
@@ -39,14 +45,23 @@ def make_project(
         settings=settings or {},
     )
     db.session.add(project)
+    db.session.flush()
+    users = db.session.scalars(select(User)).all() if members == "all" else members
+    db.session.add_all(Membership(user_id=u.id, project_id=project.id) for u in users)
     db.session.commit()
     return project
 
 
-def make_user(email="expert@example.com", password="secret-pass", role="annotator") -> User:
+def make_user(
+    email="expert@example.com", password="secret-pass", role="annotator", member_of="all"
+) -> User:
+    """Create a login; `member_of`: its projects, by default every project that exists already."""
     user = User(email=email, role=role)
     user.set_password(password)
     db.session.add(user)
+    db.session.flush()
+    projects = db.session.scalars(select(Project)).all() if member_of == "all" else member_of
+    db.session.add_all(Membership(user_id=user.id, project_id=p.id) for p in projects)
     db.session.commit()
     return user
 

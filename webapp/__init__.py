@@ -27,12 +27,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     jobs.init_app(app)
     errors.init_app(app)
 
-    from . import models
+    from .auth import headers, ratelimit
+    from .auth.routes import load_user
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+    login_manager.user_loader(load_user)
+    headers.init_app(app)
+    ratelimit.init_app(app)
 
+    from .admin import bp as admin_bp
     from .annotate import bp as annotate_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
@@ -44,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(monitor_bp)
     app.register_blueprint(annotate_bp)
     app.register_blueprint(runs_bp)
+    app.register_blueprint(admin_bp)
 
     @app.get("/")
     def index():

@@ -36,13 +36,18 @@ from .pool import exclusion
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
 MIN_PASSWORD = 8
+MAX_FEATURES = 500
+MAX_FEATURE_NAME = 100
 
 
 def register(app: Flask) -> None:
     """Attach Corrigo's commands to the app's CLI."""
+    from .admin import cli as admin_cli  # members, user and key management, the audit log
+
     for command in (project_cli, user_cli, apikey_cli, import_cmd, retrain_cmd, demo_cmd):
         app.cli.add_command(command)
     app.cli.add_command(item_cli)
+    app.cli.add_command(admin_cli.audit_cli)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +117,11 @@ def create_project(
     too_long = [label for label in label_list if len(label) > 100]
     if too_long:
         raise click.BadParameter(f"{too_long[0]!r} is over 100 characters", param_hint="'--labels'")
+    unprintable = [label for label in label_list if not label.isprintable()]
+    if unprintable:
+        raise click.BadParameter(
+            f"{unprintable[0]!r} has control characters", param_hint="'--labels'"
+        )
     feature_list: list[str] = []
     if kind == Kind.TABULAR:
         if not features:
@@ -119,6 +129,17 @@ def create_project(
                 "a tabular project needs its feature names", param_hint="'--features'"
             )
         feature_list = _split_list(features, "--features")
+        if len(feature_list) > MAX_FEATURES:
+            raise click.BadParameter(
+                f"at most {MAX_FEATURES} features, got {len(feature_list)}",
+                param_hint="'--features'",
+            )
+        bad = [f for f in feature_list if len(f) > MAX_FEATURE_NAME or not f.isprintable()]
+        if bad:
+            raise click.BadParameter(
+                f"{bad[0][:40]!r}… must be at most {MAX_FEATURE_NAME} printable characters",
+                param_hint="'--features'",
+            )
         reserved = [f for f in feature_list if f in importfile.RESERVED_COLUMNS]
         if reserved:
             raise click.BadParameter(
@@ -217,8 +238,8 @@ def _stdin_is_tty() -> bool:
 def create_user(email: str, role: str, generate_password: bool) -> None:
     """Create a login. The password comes from --generate-password, a pipe, or a prompt."""
     email = email.strip().lower()
-    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
-        raise click.BadParameter(f"{email!r} is not an email address", param_hint="'EMAIL'")
+    if len(email) > 254 or not email.isprintable() or not EMAIL_RE.fullmatch(email):
+        raise click.BadParameter(f"{email[:60]!r} is not an email address", param_hint="'EMAIL'")
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise click.BadParameter(f"a user {email} already exists", param_hint="'EMAIL'")
     if generate_password:
@@ -237,6 +258,10 @@ def create_user(email: str, role: str, generate_password: bool) -> None:
     user = User(email=email, role=role)
     user.set_password(password)
     db.session.add(user)
+    db.session.flush()
+    from .auth import audit
+
+    audit.record(audit.cli_actor(), "user.create", f"user:{user.id} {email}", role=role)
     db.session.commit()
     if generate_password:
         _note(f"Created {role} {email}; their password follows (it is not stored in clear).")
@@ -274,6 +299,10 @@ def create_apikey(slug: str, scopes: str, name: str) -> None:
         raise click.BadParameter("must be at most 100 characters", param_hint="'--name'")
     row, plaintext = ApiKey.generate(project, scope_list, name=name)
     db.session.add(row)
+    db.session.flush()
+    from .auth import audit, manage
+
+    manage.record_key_created(row, audit.cli_actor())
     db.session.commit()
     _note(
         f"Created API key {row.id} for project {slug} with scopes {', '.join(scope_list)}. "

@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select, update
 
 from . import jobs, pool, training
+from .auth import manage
 from .enums import Kind, Role, RunStatus, Trigger
 from .extensions import db
 from .models import (
@@ -194,6 +195,7 @@ def build_demo(
         password = secrets.token_urlsafe(9)
         user.set_password(password)
         logins.append(Login(email, role, password))
+        manage.add_member(user, project, "demo")
     db.session.execute(
         update(ApiKey)
         .where(

@@ -112,18 +112,49 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+def new_session_token() -> str:
+    """A fresh random session token (rotating it ends every session of the user)."""
+    return secrets.token_hex(16)
+
+
 class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default=Role.ANNOTATOR)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Part of the login cookie's user id: a new token (logout, password change, disabling)
+    # makes every session cookie and remember-me cookie issued before it worthless.
+    session_token: Mapped[str] = mapped_column(String(32), default=new_session_token)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    def get_id(self) -> str:
+        """The id Flask-Login keeps in the session and remember cookies: id and session token."""
+        return f"{self.id}:{self.session_token}"
+
+    @property
+    def is_active(self) -> bool:
+        """Disabled users cannot log in, and their sessions end."""
+        return self.disabled_at is None
+
+    def end_sessions(self) -> None:
+        """Rotate the session token, so every cookie issued so far stops working."""
+        self.session_token = new_session_token()
+
+    def can_see(self, project: Project) -> bool:
+        """Admins see every project; everyone else only the projects they are members of."""
+        if self.role == "admin":
+            return True
+        return (
+            db.session.get(Membership, {"user_id": self.id, "project_id": project.id}) is not None
+        )
 
     __table_args__ = (one_of("role", Role),)
 
     def set_password(self, password: str) -> None:
-        """Store a salted hash of the password."""
+        """Store a salted hash of the password; sessions made with the old one end."""
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         """Return whether the password matches the stored hash."""
@@ -161,6 +192,30 @@ class Project(db.Model):
         """The promotion gate thresholds for this project."""
         merged = dict(DEFAULT_SETTINGS["gate"], **(self.settings or {}).get("gate", {}))
         return GateConfig.from_settings(merged)
+
+
+class Membership(db.Model):
+    """A user who may see and label a project (admins need none: they see every project)."""
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditLog(db.Model):
+    """One change to users, memberships or API keys: who did what to whom, and when."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # "user:3 admin@example.com" for a web admin, "cli:alice" for the command line.
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 class ApiKey(db.Model):

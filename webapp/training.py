@@ -20,7 +20,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from labeling import artifacts, evaluation, sampling, split, training
 
 from . import jobs
-from .enums import Decision, ModelStatus, RunStatus, TaskStatus, Trigger
+from .enums import ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
 from .models import Item, ModelVersion, Project, RetrainRun, Task, utcnow
 

@@ -8,10 +8,10 @@ import json
 import re
 
 from sqlalchemy import select
+from webapp.api.fields import MAX_COMMENT_LENGTH, MAX_TEXT_LENGTH
 
 from tests.api.helpers import assert_problem, item_count, label_all
 from tests.factories import make_items, make_key, make_project
-from webapp.api.fields import MAX_COMMENT_LENGTH, MAX_TEXT_LENGTH
 from webapp.extensions import db
 from webapp.models import Feedback, Item
 
@@ -82,13 +82,11 @@ def test_the_docs_page_loads_only_what_this_server_serves(client):
     assert client.get("/api/docs/assets/swagger-editor.js").status_code == 404
 
 
-FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "'=quoted"]
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "'=quoted"]
 
 
 def test_the_csv_export_escapes_formulas_and_names_its_charset_once(api, project):
-    rows = [
-        {"external_id": ext, "data": {"text": f"=cmd {i}"}} for i, ext in enumerate(FORMULAS)
-    ]
+    rows = [{"external_id": ext, "data": {"text": f"=cmd {i}"}} for i, ext in enumerate(FORMULAS)]
     ids = api.post("/projects/news/items", {"items": rows}).get_json()["ids"]
     label_all(project, ids)
     resp = api.get("/projects/news/labels?format=csv")

@@ -125,8 +125,8 @@ def _next(project: Project, message: str, level: str = "info"):
 
 
 def _item_or_404(project: Project, item_id: int) -> Item:
-    """The project's item with this id, or a 404 page."""
-    item = db.session.get(Item, item_id)
+    """The project's item with this id, or a 404 page (ids past BIGINT's range included)."""
+    item = db.session.get(Item, item_id) if item_id < 2**63 else None
     if item is None or item.project_id != project.id:
         abort(404, f"There is no item #{item_id} in {project.name}.")
     return item

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from .. import pool
+from ..auth.manage import visible_projects
 from ..enums import Role
 from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
@@ -19,9 +20,14 @@ RUN_ROLES = (Role.REVIEWER, Role.ENGINEER, Role.ADMIN)
 
 
 def project_or_404(slug: str) -> Project:
-    """The project with this slug, or a 404 page naming it."""
-    project = db.session.scalar(select(Project).where(Project.slug == slug))
-    if project is None:
+    """The project with this slug, if the user may see it; else a 404 page naming it.
+
+    Non-members get the same 404 as for a project that does not exist (nothing is revealed).
+    """
+    project = None
+    if len(slug) <= 64 and "\x00" not in slug:
+        project = db.session.scalar(select(Project).where(Project.slug == slug))
+    if project is None or not current_user.can_see(project):
         abort(404, f"There is no project called {slug!r}.")
     return project
 
@@ -71,9 +77,9 @@ def score(value: float | None) -> str:
 @bp.get("/projects")
 @login_required
 def projects():
-    """List every project with its counts and champion version."""
+    """List the projects the user may see with their counts and champion version."""
     rows = []
-    for project in db.session.scalars(select(Project).order_by(Project.name)):
+    for project in db.session.scalars(visible_projects(current_user)):
         champion = champion_version(project.id)
         rows.append((project, pool.counts(project), champion))
     return render_template("monitor/projects.html", rows=rows)

@@ -25,8 +25,8 @@ def _hx() -> bool:
 
 
 def _run_or_404(project: Project, run_id: int) -> RetrainRun:
-    """The project's run with this id, or a 404 page."""
-    run = db.session.get(RetrainRun, run_id)
+    """The project's run with this id, or a 404 page (ids past INTEGER's range included)."""
+    run = db.session.get(RetrainRun, run_id) if run_id < 2**31 else None
     if run is None or run.project_id != project.id:
         abort(404, f"There is no retrain #{run_id} in {project.name}.")
     return run

@@ -1,0 +1,7 @@
+"""Administration: users (disable, passwords, memberships), API keys, and the audit log."""
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+from . import routes  # noqa: E402,F401
