@@ -318,7 +318,8 @@ def test_the_migration_keeps_rows_of_every_legal_value(app):
             before = _snapshot(conn, list(rows))
             if sqlite:
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        upgrade()
+        # Only this revision: later ones add columns of their own to the rows compared here.
+        upgrade(revision="0002")
         with db.engine.connect() as conn:
             after = _snapshot(conn, list(rows))
         for name in rows:

@@ -21,7 +21,7 @@ from tests.factories import make_items
 from tests.security.conftest import PASSWORD
 from webapp import training
 from webapp.extensions import db
-from webapp.models import Annotation, ApiKey, Membership, RetrainRun, Skip, User, utcnow
+from webapp.models import Annotation, ApiKey, Item, Membership, RetrainRun, Skip, User, utcnow
 
 RUN_ROLES = ("reviewer", "engineer", "admin")
 
@@ -63,6 +63,11 @@ def count(model, *where) -> int:
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
+def excluded(item_id: int) -> bool:
+    db.session.expire_all()
+    return db.session.get(Item, item_id).excluded_at is not None
+
+
 def victim(ctx) -> User:
     return db.session.get(User, ctx["victim"])
 
@@ -90,6 +95,30 @@ OPS = [
         lambda c: f"/projects/news/annotate/{c['item']}/skip",
         member_any_role,
         effect=lambda c: count(Skip, Skip.item_id == c["item"]) > 0,
+    ),
+    Op(
+        "annotate.exclude",
+        "POST",
+        lambda c: f"/projects/news/annotate/{c['item']}/exclude",
+        member_engineer,
+        data=lambda c: {"reason": "garbled text"},
+        effect=lambda c: excluded(c["item"]),
+    ),
+    Op("annotate.excluded", "GET", lambda c: "/projects/news/excluded", member_engineer),
+    Op(
+        "annotate.exclude_by_id",
+        "POST",
+        lambda c: "/projects/news/excluded",
+        member_engineer,
+        data=lambda c: {"item_id": str(c["item"]), "reason": "garbled text"},
+        effect=lambda c: excluded(c["item"]),
+    ),
+    Op(
+        "annotate.restore",
+        "POST",
+        lambda c: f"/projects/news/excluded/{c['excluded']}/restore",
+        member_engineer,
+        effect=lambda c: not excluded(c["excluded"]),
     ),
     Op("runs.index", "GET", lambda c: "/projects/news/runs", member_run_role),
     Op("runs.show", "GET", lambda c: f"/projects/news/runs/{c['run']}", member_run_role),
@@ -285,7 +314,11 @@ def _contexts(team, n: int) -> list[dict]:
     """Fresh rows for each of `n` operations: an item, a victim, a disabled user, a key; and
     one queued run. Built in bulk, the victims sharing one password hash (hashing is slow)."""
     news = team["news"]
-    items = make_items(news, n)
+    items = make_items(news, 2 * n)
+    items, excluded_items = items[:n], items[n:]
+    for item_id in excluded_items:
+        item = db.session.get(Item, item_id)
+        item.excluded_at, item.excluded_by, item.excluded_reason = utcnow(), "user:0", "garbled"
     hashed = db.session.scalar(select(User.password_hash).limit(1))
     rows = []
     for i in range(n):
@@ -301,13 +334,14 @@ def _contexts(team, n: int) -> list[dict]:
     return [
         {
             "item": item,
+            "excluded": out,
             "victim": target.id,
             "disabled": disabled.id,
             "key": key.id,
             "run": run.id,
             "runs": runs,
         }
-        for item, (target, disabled, key) in zip(items, rows, strict=True)
+        for item, out, (target, disabled, key) in zip(items, excluded_items, rows, strict=True)
     ]
 
 
