@@ -9,7 +9,9 @@ Per backend, one project holds N scored unlabeled items and a champion; `audit_s
 every call takes the uncertain lane. For K in 0, 100, 1,000 and 10,000 excluded top items, each
 timed call is the real `pool.next_item(project, annotator)` (the lease released untimed after
 it, so every call does the same work), and the uncertain lane's own statement as the queue
-builds it (`_candidates`), run alone. The baseline is K = 0 in the same process.
+builds it (`_candidates`), run alone. The baseline is K = 0 in the same process. Then, on
+PostgreSQL, every lane's plan with and without the predicate on a table never analyzed
+(autovacuum off), where the planner has no statistics for `excluded_at`.
 
     .venv/bin/python -m bench.exclusion_queue [--db sqlite,postgresql] [--sizes 100000]
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import random
 from functools import partial
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from bench.common import (
     add_champion,
@@ -138,6 +140,57 @@ def run_backend(backend: str, n: int) -> None:
         print("\n".join(plans[start + 1 : end]))
 
 
+def _lane_plans(project) -> dict[str, tuple[float, str]]:
+    """Each lane's statement as the queue builds it: (execution ms, plan nodes), EXPLAIN ANALYZE."""
+    conn = db.session.connection()
+    out = {}
+    for query, reason in _candidates(project, "user:bench", utcnow(), random.Random(0)):
+        compiled = query.limit(1).compile(dialect=conn.dialect)
+        rows = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, COSTS OFF) {compiled}", compiled.params
+        ).all()
+        nodes = [r[0].strip().removeprefix("->  ").split(" (actual")[0] for r in rows]
+        nodes = [node for node in nodes if node.startswith("Sort") or node.endswith(" on item")]
+        took = next(r[0] for r in rows if r[0].startswith("Execution Time"))
+        out.setdefault(reason, (float(took.split()[2]), " / ".join(nodes)))
+    db.session.rollback()
+    return out
+
+
+def never_analyzed(n: int) -> None:
+    """PostgreSQL only: every lane on a table never analyzed, against the same after ANALYZE."""
+    with bench_app("postgresql") as _app:
+        for table_name in ("item", "skip"):
+            db.session.execute(text(f"ALTER TABLE {table_name} SET (autovacuum_enabled = false)"))
+        db.session.commit()
+        project = make_project(slug="bench", settings={"audit_share": 0.0, "retrain_every": 0})
+        ids = _fill(project, n)
+        # 10% disputed (a bad release drew a lot of feedback), 100 of them excluded.
+        db.session.execute(update(Item).where(Item.id.in_(ids[::10])).values(disputed_at=utcnow()))
+        _exclude_top(ids[::10], 100)
+        add_champion(project, b"", 0)
+        db.session.commit()
+        cold = _lane_plans(project)
+        analyze()
+        warm = _lane_plans(project)
+        rows = [
+            [
+                reason,
+                f"{cold[reason][0]:.3f} ms",
+                f"{warm[reason][0]:.3f} ms",
+                ratio(cold[reason][0], warm[reason][0]),
+                cold[reason][1],
+            ]
+            for reason in cold
+        ]
+        print(f"\n## postgresql, {n:,} items, 10% disputed, never analyzed vs analyzed\n")
+        print(
+            table(
+                ["lane", "never analyzed", "after ANALYZE", "ratio", "plan (never analyzed)"], rows
+            )
+        )
+
+
 def main() -> None:
     """Run every requested backend and size."""
     args = parse_args(__doc__, sizes="100000")
@@ -145,6 +198,9 @@ def main() -> None:
     for backend in args.db:
         for n in args.sizes:
             run_backend(backend, n)
+    if "postgresql" in args.db:
+        for n in args.sizes:
+            never_analyzed(n)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,10 @@ def test_queue_is_empty_when_everything_is_labeled(app):
     [
         ("label IS NULL AND score IS NOT NULL ORDER BY score DESC", "ix_item_pool_score"),
         ("label IS NULL AND rand >= 0.5 ORDER BY rand", "ix_item_pool_rand"),
-        ("disputed_at IS NOT NULL ORDER BY disputed_at", "ix_item_disputed"),
+        (
+            "disputed_at IS NOT NULL AND excluded_at IS NULL ORDER BY disputed_at",
+            "ix_item_disputed",
+        ),
     ],
 )
 def test_each_lane_is_one_index_scan_without_sorting_the_pool(app, lane, index):

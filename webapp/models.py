@@ -289,12 +289,15 @@ class Item(db.Model):
             name="exclusion",
         ),
         # The queue lanes, each one index range scan (the score lane's index is below).
+        # Excluded items are out of the index, so the queue's `excluded_at IS NULL` is implied by
+        # it: without statistics PostgreSQL guessed that clause rare and sorted every disputed
+        # item instead (27 ms for 10k disputed; 0.05 ms with this index).
         Index(
             "ix_item_disputed",
             "project_id",
             "disputed_at",
-            sqlite_where=text("disputed_at IS NOT NULL"),
-            postgresql_where=text("disputed_at IS NOT NULL"),
+            sqlite_where=text("disputed_at IS NOT NULL AND excluded_at IS NULL"),
+            postgresql_where=text("disputed_at IS NOT NULL AND excluded_at IS NULL"),
         ),
         Index(
             "ix_item_pool_rand",

@@ -1,5 +1,5 @@
 """CHECK constraints on every status-like column (the values of webapp/enums.py, frozen here),
-and an item's exclusion (excluded_at, excluded_by, excluded_reason).
+and an item's exclusion (excluded_at, excluded_by, excluded_reason; out of ix_item_disputed).
 
 On SQLite each table is rebuilt (batch mode: SQLite cannot add a constraint to a table); env.py
 turns foreign keys off meanwhile, so dropping the old `project` or `item` cascades nothing.
@@ -76,6 +76,18 @@ def _create_score_index() -> None:
     )
 
 
+def _disputed_index(where: str) -> None:
+    """(Re)create the disputed lane's index with this WHERE clause."""
+    op.create_index(
+        "ix_item_disputed",
+        "item",
+        ["project_id", "disputed_at"],
+        unique=False,
+        sqlite_where=sa.text(where),
+        postgresql_where=sa.text(where),
+    )
+
+
 def upgrade():
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
@@ -93,10 +105,16 @@ def upgrade():
         batch_op.create_check_constraint(op.f("ck_api_key_scopes"), _scopes_sql(dialect))
     if dialect == "sqlite":
         _create_score_index()
+    # The queue's `excluded_at IS NULL` must be implied by the lane's index, or a planner without
+    # statistics guesses it rare and sorts every disputed item (see webapp/models.py).
+    op.drop_index("ix_item_disputed", table_name="item")
+    _disputed_index("disputed_at IS NOT NULL AND excluded_at IS NULL")
 
 
 def downgrade():
     dialect = op.get_bind().dialect.name
+    op.drop_index("ix_item_disputed", table_name="item")
+    _disputed_index("disputed_at IS NOT NULL")
     if dialect == "sqlite":
         _drop_score_index()
     with op.batch_alter_table("api_key", schema=None) as batch_op:
