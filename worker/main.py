@@ -181,8 +181,11 @@ class FaultTolerance:
             return
         log.info("waiting up to %.0f s for the running job to finish", self.shutdown_grace)
         self._shutdown_deadline = time.monotonic() + self.shutdown_grace
-        # Look at the deadline every second from now on, not every heartbeat interval.
+        # Look at the deadline every second from now on, not every heartbeat interval: the
+        # monitor's wait for the horse is bounded by SIGALRM, so the current wait ends in 1 s.
         self.job_monitoring_interval = 1
+        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.alarm(1)  # only while that wait (RQ's death penalty) is armed
 
     def _hand_back_now(self) -> None:
         """Stop the horse; `handle_work_horse_killed` then hands its job back to the queue."""
