@@ -107,12 +107,10 @@ class FaultTolerance:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         handed_back = self._shutdown_requested_date is not None
         if handed_back:
-            reason = "The worker was shut down before this retrain finished."
+            reason = "The worker was shut down before this job finished."
         else:
             how = f" (signal {os.WTERMSIG(ret_val)})" if ret_val and os.WIFSIGNALED(ret_val) else ""
-            reason = (
-                f"The work horse running this retrain died{how}; it stopped before it finished."
-            )
+            reason = f"The work horse running this job died{how}; it stopped before it finished."
         self.settle(job.id, handed_back, reason)
 
     def settle(self, job_id: str, handed_back: bool, reason: str) -> None:
