@@ -33,7 +33,7 @@ def test_a_killed_work_horse_fails_its_run_at_once_and_the_worker_lives_on(app, 
     wait_until(lambda: status(RetrainRun, run_id) == "running", 60, 0.02, what="the retrain")
     workers.horse(worker).kill()  # SIGKILL, as the OOM killer sends
 
-    wait_until(lambda: status(RetrainRun, run_id) == "failed", 3, what="the run to fail")
+    wait_until(lambda: status(RetrainRun, run_id) == "failed", 5, what="the run to fail")
     run = fresh(RetrainRun, run_id)
     assert "signal 9" in run.error and "stopped before it finished" in run.error
     assert worker.poll() is None, workers.output(worker)
