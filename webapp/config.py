@@ -41,8 +41,9 @@ def from_environment(instance_path: str) -> dict:
         # job counts as abandoned (its run failed, its rescore re-queued);
         "WORKER_HEARTBEAT_SECONDS": int(os.environ.get("CORRIGO_HEARTBEAT_SECONDS", 10)),
         "WORKER_HEARTBEAT_GRACE": int(os.environ.get("CORRIGO_HEARTBEAT_GRACE", 60)),
-        # how long a job may run on after SIGTERM before it is stopped and handed back;
-        "WORKER_SHUTDOWN_GRACE": float(os.environ.get("CORRIGO_SHUTDOWN_GRACE", 25)),
+        # how long a job may run on after SIGTERM before it is stopped and handed back (under
+        # the 10 s `docker stop` waits before its SIGKILL);
+        "WORKER_SHUTDOWN_GRACE": float(os.environ.get("CORRIGO_SHUTDOWN_GRACE", 8)),
         # the longest wait between two attempts to reach Redis again during an outage.
         "WORKER_REDIS_RETRY_MAX": float(os.environ.get("CORRIGO_REDIS_RETRY_MAX", 5)),
         # A killed rescore is re-queued (it resumes) at most this many times.

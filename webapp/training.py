@@ -79,13 +79,30 @@ def _enqueue_run(run: RetrainRun) -> None:
 
 
 def _ensure_enqueued(run: RetrainRun) -> None:
-    """Enqueue a queued run a trigger coalesced into, if its job never reached Redis or is gone."""
+    """Enqueue a queued run a trigger coalesced into, if its job never reached Redis or is gone.
+
+    Not while another run of the project is running: that one's end enqueues it.
+    """
+    if _running_run(run.project_id):
+        return
     try:
         if jobs.job_alive(run.job_id):
             return
     except jobs.UNREACHABLE:
         return  # the row keeps the intent; a worker's sweep enqueues it when Redis is back
     _enqueue_run(run)
+
+
+def _running_run(project_id: int) -> bool:
+    """Whether a run of the project is running."""
+    return (
+        db.session.scalar(
+            select(RetrainRun.id).where(
+                RetrainRun.project_id == project_id, RetrainRun.status == "running"
+            )
+        )
+        is not None
+    )
 
 
 def _stamp() -> str:
@@ -129,10 +146,11 @@ def requeue_pending() -> int:
         if not jobs.job_alive(run.job_id):
             # A stuck `running` row would block every later retrain of its project.
             count += _settle_run(run, handed_back=False, reason=DIED)
-    # Queued intents whose job never reached Redis, was lost with Redis's data, or already ran
-    # and found another run of its project busy (that run's end re-enqueues it, unless it died).
+    # Queued intents whose job never reached Redis or was lost with Redis's data. One whose job
+    # ran and found another run of its project busy waits: that run's end enqueues it (and a
+    # run that died was settled just above, which enqueued it).
     for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "queued")).all():
-        if not jobs.job_alive(run.job_id):
+        if not _running_run(run.project_id) and not jobs.job_alive(run.job_id):
             _enqueue_run(run)
             count += run.job_id is not None and jobs.job_alive(run.job_id)
     for task in db.session.scalars(select(Task).where(Task.status == "running")).all():

@@ -107,12 +107,10 @@ class FaultTolerance:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         handed_back = self._shutdown_requested_date is not None
         if handed_back:
-            reason = "The worker was shut down before this retrain finished."
+            reason = "The worker was shut down before this job finished."
         else:
             how = f" (signal {os.WTERMSIG(ret_val)})" if ret_val and os.WIFSIGNALED(ret_val) else ""
-            reason = (
-                f"The work horse running this retrain died{how}; it stopped before it finished."
-            )
+            reason = f"The work horse running this job died{how}; it stopped before it finished."
         self.settle(job.id, handed_back, reason)
 
     def settle(self, job_id: str, handed_back: bool, reason: str) -> None:
@@ -181,8 +179,11 @@ class FaultTolerance:
             return
         log.info("waiting up to %.0f s for the running job to finish", self.shutdown_grace)
         self._shutdown_deadline = time.monotonic() + self.shutdown_grace
-        # Look at the deadline every second from now on, not every heartbeat interval.
+        # Look at the deadline every second from now on, not every heartbeat interval: the
+        # monitor's wait for the horse is bounded by SIGALRM, so the current wait ends in 1 s.
         self.job_monitoring_interval = 1
+        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.alarm(1)  # only while that wait (RQ's death penalty) is armed
 
     def _hand_back_now(self) -> None:
         """Stop the horse; `handle_work_horse_killed` then hands its job back to the queue."""
