@@ -101,7 +101,10 @@ def _bad_email(email: str) -> bool:
 @limit_login[0]
 @limit_login[1]
 def login():
-    """Show the login form, or log the user in (remember-me only when asked for)."""
+    """Show the login form, or log the user in (remember-me only when asked for).
+
+    Failed attempts are rate-limited per address and per email (see `ratelimit`).
+    """
     error = None
     email = ""
     if request.method == "POST":
