@@ -32,7 +32,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     login_manager.user_loader(load_user)
     headers.init_app(app)
-    ratelimit.init_app(app)
 
     from .admin import bp as admin_bp
     from .annotate import bp as annotate_bp
@@ -47,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(annotate_bp)
     app.register_blueprint(runs_bp)
     app.register_blueprint(admin_bp)
+    ratelimit.init_app(app)
 
     @app.get("/")
     def index():

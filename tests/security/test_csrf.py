@@ -43,3 +43,10 @@ def test_the_same_forms_work_with_the_token(app, team):
     for op, ctx in zip(POSTS, _contexts(team, len(POSTS)), strict=True):
         response = admin.post(op.path(ctx), data={**op.data(ctx), "csrf_token": csrf_of(admin)})
         assert response.status_code < 400, op.endpoint
+
+
+@pytest.mark.parametrize("token", ["é", "\x00", "x" * 10_000])
+def test_an_odd_token_is_refused_not_a_500(app, team, token):
+    client = _logged_in(app, "annotator@news.example")
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 400

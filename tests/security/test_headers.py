@@ -56,3 +56,15 @@ def test_api_answers_carry_them_too(client):
     problem = client.get("/api/v1/projects/news/models")
     assert problem.status_code == 401
     assert problem.headers["X-Frame-Options"] == "DENY"
+
+
+def test_only_the_packaged_api_docs_may_run_inline_code(client):
+    response = client.get("/api/docs")
+    response.close()
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'unsafe-inline'" in csp and "nonce" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert (
+        "unsafe-inline"
+        not in client.get("/login").headers["Content-Security-Policy"].split("style-src-attr")[0]
+    )

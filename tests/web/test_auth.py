@@ -75,3 +75,26 @@ def test_logout_ends_the_session(client, login, auth):
     response = client.post("/logout", data={"csrf_token": auth.csrf()})
     assert response.status_code == 302
     assert client.get("/projects").status_code == 302
+
+
+def test_remember_me_is_a_checkbox_left_unticked(client):
+    page = client.get("/login").text
+    assert '<input type="checkbox" name="remember">' in page
+    assert "Keep me logged in" in page
+
+
+def test_the_account_page_changes_the_password(client, login, auth):
+    user = login()
+    response = client.post(
+        "/account/password",
+        data={
+            "csrf_token": auth.csrf(),
+            "current": "secret-pass",
+            "new": "short",
+            "confirm": "short",
+        },
+    )
+    assert response.status_code == 400
+    assert "at least 8 characters" in response.text
+    db.session.expire_all()
+    assert db.session.get(type(user), user.id).check_password("secret-pass")

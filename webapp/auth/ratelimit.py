@@ -46,15 +46,15 @@ class AppRedisStorage(RedisStorage):
         return jobs.get_redis()
 
     def __getattr__(self, name: str):
-        """Limits' Lua scripts (`lua_incr_expire`, …), registered once per Redis connection."""
+        """Limits' Lua scripts (`lua_incr_expire`, …), bound to the current app's Redis.
+
+        Made afresh on each use (hashing a short script is cheap): a script cached on the
+        connection would tie the connection into a reference cycle and leak its socket.
+        """
         if not name.startswith("lua_"):
             raise AttributeError(name)
-        conn = jobs.get_redis()
-        scripts = conn.__dict__.setdefault("_corrigo_limit_scripts", {})
-        if name not in scripts:
-            source = getattr(RedisStorage, "SCRIPT_" + name[len("lua_") :].upper())
-            scripts[name] = conn.register_script(source)
-        return scripts[name]
+        source = getattr(RedisStorage, "SCRIPT_" + name[len("lua_") :].upper())
+        return jobs.get_redis().register_script(source)
 
 
 def client_address() -> str:
@@ -91,6 +91,8 @@ def _failed_login(response) -> bool:
     return response.status_code != 302
 
 
+# One limiter for the process (its decorators are applied at import, as Flask-Limiter expects);
+# each app binds it in `init_app`, and its storage always reaches the current app's Redis.
 limiter = Limiter(
     key_func=client_address,
     storage_uri="corrigo://",
@@ -107,6 +109,7 @@ limit_login = [
     ),
     limiter.limit(login_limit, key_func=login_email, methods=["POST"], deduct_when=_failed_login),
 ]
+_api_limited: list[bool] = []
 
 
 def _retry_after() -> int:
@@ -137,10 +140,13 @@ def init_app(app: Flask) -> None:
         # Behind nginx every request comes from the proxy; count the client it forwards.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     limiter.init_app(app)
+    # A new app starts with its Redis presumed up (an earlier app's outage is not its own).
+    limiter._storage_dead = False
+    if not _api_limited:
+        from ..api import bp as api_bp
 
-    from ..api import bp as api_bp
-
-    limiter.limit(api_limit, key_func=api_key_prefix)(api_bp)
+        limiter.limit(api_limit, key_func=api_key_prefix)(api_bp)
+        _api_limited.append(True)
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(exc: RateLimitExceeded):

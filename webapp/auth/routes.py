@@ -23,9 +23,13 @@ from . import bp, manage
 from .audit import web_actor
 from .ratelimit import limit_login
 
-# Checked when the email is unknown, so a wrong email costs the same hashing as a wrong password.
-DUMMY_HASH = generate_password_hash("corrigo-dummy-password")
 MAX_EMAIL = 254
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash checked when the email is unknown, so it costs what a wrong password costs."""
+    return generate_password_hash("corrigo-dummy-password")
 
 
 def csrf_token() -> str:
@@ -57,7 +61,9 @@ def check_csrf():
     if request.method != "POST" or request.path.startswith("/api/"):
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-    if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
+    # Bytes: compare_digest refuses non-ASCII str, and a forged token must not answer 500.
+    expected = session.get("csrf", "").encode()
+    if not sent or not hmac.compare_digest(sent.encode("utf-8", "replace"), expected):
         abort(400, "The form expired or was sent from elsewhere; reload the page and try again.")
 
 
@@ -102,7 +108,10 @@ def _bad_email(email: str) -> bool:
 @limit_login[0]
 @limit_login[1]
 def login():
-    """Show the login form, or log the user in (remember-me only when asked for)."""
+    """Show the login form, or log the user in (remember-me only when asked for).
+
+    Failed attempts are rate-limited per address and per email (see `ratelimit`).
+    """
     error = None
     email = ""
     if request.method == "POST":
@@ -116,7 +125,7 @@ def login():
         else:
             user = db.session.scalar(select(User).where(User.email == email))
             # Hash once whatever the email, so timing tells nobody which emails exist.
-            good = check_password_hash(user.password_hash if user else DUMMY_HASH, password)
+            good = check_password_hash(user.password_hash if user else dummy_hash(), password)
             if user is None or not good or not user.is_active:
                 error = "Wrong email or password."
             else:
