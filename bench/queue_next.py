@@ -152,7 +152,6 @@ def _setup_pool(project: Project, ids: list[int], n_unlabeled: int) -> None:
             for k, i in enumerate(labeled[:DISPUTED])
         ],
     )
-    project.labeled_count = len(labeled)
     texts = [f"{WORDS[label]} seed {k}" for k in range(10) for label in TEXT_LABELS]
     model = training.fit_model(
         project.template, texts, [lab for _k in range(10) for lab in TEXT_LABELS]

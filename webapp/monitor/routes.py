@@ -71,10 +71,14 @@ def score(value: float | None) -> str:
 @login_required
 def projects():
     """List every project with its counts and champion version."""
-    rows = []
-    for project in db.session.scalars(select(Project).order_by(Project.name)):
-        champion = champion_version(project.id)
-        rows.append((project, pool.counts(project), champion))
+    projects = db.session.scalars(select(Project).order_by(Project.name)).all()
+    # Three queries for any number of projects: the projects, their counts, their champions.
+    counts = pool.counts_by_project(p.id for p in projects)
+    champions = {
+        m.project_id: m
+        for m in db.session.scalars(select(ModelVersion).where(ModelVersion.status == "champion"))
+    }
+    rows = [(p, counts[p.id], champions.get(p.id)) for p in projects]
     return render_template("monitor/projects.html", rows=rows)
 
 
