@@ -417,7 +417,10 @@ def bench_size(app, project: Project, calls: int, skips: int, plans: dict) -> di
             for label, seconds in timings:
                 samples.setdefault(label, []).append(seconds)
     skips = db.session.scalar(
-        select(db.func.count()).select_from(Skip).where(Skip.annotator == "user:skipper")
+        select(db.func.count())
+        .select_from(Skip)
+        .join(Item, Item.id == Skip.item_id)
+        .where(Skip.annotator == "user:skipper", Item.project_id == project.id)
     )
     db.session.rollback()
     return {"n": project.slug, "samples": samples, "served": served, "skips": skips}
@@ -494,7 +497,7 @@ def main() -> None:
         for n, r in zip(args.sizes, results, strict=True):
             print(
                 f"\n{backend} {n:,}: lanes served {r['served']}; the skipper has {r['skips']:,} "
-                "skips"
+                "skips in this project"
             )
         load()
 
