@@ -11,8 +11,8 @@ autovacuum is turned off for them before the load, and nothing ever runs ANALYZE
 has no statistics, as right after a bulk import. The script prints `pg_stat_user_tables` to
 show it.
 
-Measured per size, the calls of one round interleaved (so they share whatever load the machine
-has), each after 5 untimed warm-up rounds:
+Each round makes every call below once per size, the sizes one after the other, so that all
+share whatever load the machine has; 5 untimed warm-up rounds come first:
   * `pool.next_item` for an expert with no skips (uncertain lane; the item is then annotated,
     untimed, as a real session does), and for `user:skipper` (its 20k skips are at the head of
     the lane; it then skips the item, untimed, so its skips grow by one per call);
@@ -326,7 +326,8 @@ def _login(client, email: str) -> None:
         raise RuntimeError(f"login failed: {resp.status_code}")
 
 
-def bench_size(app, project: Project, calls: int, skips: int, plans: dict) -> dict:
+def prepare_size(app, project: Project, skips: int, plans: dict):
+    """Set up one size; return (one_round, summary) callables."""
     _prepare_round(project, skips)
     n = project.slug
     client = app.test_client()
@@ -383,9 +384,10 @@ def bench_size(app, project: Project, calls: int, skips: int, plans: dict) -> di
     body = http_next()
     annotate((db.session.get(Item, body["item_id"]), ""), key_row.annotator)
 
-    samples: dict[str, list[float]] = {}
     served: dict[str, set] = {"plain": set(), "skipper": set()}
-    for i in range(5 + calls):
+
+    def one_round(i: int) -> list[tuple[str, float]]:
+        """One call of each kind, in a fixed order; returns (what, seconds) pairs."""
         timings = []
         seconds, result = timed(plain)
         timings.append(("next_item, no skips", seconds))
@@ -413,24 +415,27 @@ def bench_size(app, project: Project, calls: int, skips: int, plans: dict) -> di
         if i % 10 == 0:
             seconds, _ = timed(lambda: (pool.recount(project), db.session.rollback()))
             timings.append(("full count of items (baseline)", seconds))
-        if i >= 5:
-            for label, seconds in timings:
-                samples.setdefault(label, []).append(seconds)
-    skips = db.session.scalar(
-        select(db.func.count())
-        .select_from(Skip)
-        .join(Item, Item.id == Skip.item_id)
-        .where(Skip.annotator == "user:skipper", Item.project_id == project.id)
-    )
-    db.session.rollback()
-    return {"n": project.slug, "samples": samples, "served": served, "skips": skips}
+        return timings
+
+    def summary() -> dict:
+        skips = db.session.scalar(
+            select(db.func.count())
+            .select_from(Skip)
+            .join(Item, Item.id == Skip.item_id)
+            .where(Skip.annotator == "user:skipper", Item.project_id == project.id)
+        )
+        db.session.rollback()
+        return {"served": served, "skips": skips}
+
+    return one_round, summary
 
 
 def _pg_statistics() -> list[str]:
     rows = db.session.execute(
         text(
             "SELECT relname, n_live_tup, last_analyze, last_autoanalyze, last_autovacuum "
-            "FROM pg_stat_user_tables WHERE relname IN ('item', 'skip') ORDER BY relname"
+            "FROM pg_stat_user_tables WHERE relname IN ('item', 'skip') "
+            f"AND schemaname = '{SCHEMA}' ORDER BY relname"
         )
     ).all()
     db.session.rollback()
@@ -453,20 +458,28 @@ def main() -> None:
     )
     header("queue/next and project pages at 100k and 1M items, never-analyzed tables")
     for backend in args.db:
-        results, plans = [], {}
+        plans: dict = {}
         with queue_app(backend, fresh) as app:
             if db.session.scalar(select(User).where(User.email == "bench@example.com")) is None:
                 make_user("bench@example.com", "bench-pass", role="engineer")
             projects = [_build(n) for n in args.sizes]
             if backend == "postgresql":
                 print("\n".join(_pg_statistics()))
+            sizes = [prepare_size(app, p, args.skips, plans) for p in projects]
             for n, project in zip(args.sizes, projects, strict=True):
-                print(f"\n## {backend}, {n:,} unlabeled items", flush=True)
-                load()
-                results.append(bench_size(app, project, args.calls, args.skips, plans))
                 for lane, lines in plans[project.slug].items():
                     print(f"\n### {backend} {n:,}: {lane}")
                     print("\n".join(lines))
+            print(f"\n## {backend}: {args.calls} rounds, the sizes interleaved", flush=True)
+            load()
+            samples: list[dict[str, list[float]]] = [{} for _ in sizes]
+            for i in range(5 + args.calls):
+                for k, (one_round, _summary) in enumerate(sizes):
+                    timings = one_round(i)
+                    if i >= 5:
+                        for label, seconds in timings:
+                            samples[k].setdefault(label, []).append(seconds)
+            results = [dict(summary(), samples=samples[k]) for k, (_r, summary) in enumerate(sizes)]
             if backend == "postgresql":
                 print("\n".join(_pg_statistics()))
         print(f"\n## {backend}: latency per call, {args.calls} rounds\n")
