@@ -284,8 +284,8 @@ def _prepare_round(project: Project, skips: int) -> None:
 
 
 def explain_next(run) -> list[str]:
-    """Plans of every item statement `run()` sends: PostgreSQL EXPLAIN (ANALYZE for SELECTs; an
-    UPDATE is only explained, not run twice), SQLite EXPLAIN QUERY PLAN."""
+    """Plans of every item statement `run()` sends, with the same parameters: PostgreSQL
+    EXPLAIN (ANALYZE, BUFFERS), SQLite EXPLAIN QUERY PLAN."""
     sqlite = db.engine.dialect.name == "sqlite"
     lines: list[str] = []
 
@@ -295,13 +295,14 @@ def explain_next(run) -> list[str]:
             return
         lines.append(f"-- {' '.join(statement.split())[:160]} …")
         if sqlite:
-            prefix = "EXPLAIN QUERY PLAN "
-        elif head.startswith("SELECT"):
-            prefix = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
-        else:
-            prefix = "EXPLAIN (COSTS OFF) "
-        cursor.execute(prefix + statement, parameters)
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            lines.extend("   " + str(row[-1]) for row in cursor.fetchall())
+            return
+        # An UPDATE runs for real under EXPLAIN ANALYZE: inside a savepoint rolled back after.
+        cursor.execute("SAVEPOINT bench_explain")
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)
         lines.extend("   " + str(row[-1]) for row in cursor.fetchall())
+        cursor.execute("ROLLBACK TO SAVEPOINT bench_explain")
 
     event.listen(db.engine, "before_cursor_execute", hook)
     try:
