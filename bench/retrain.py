@@ -64,7 +64,6 @@ def build_demo(articles: list[Article]) -> tuple[Project, list[int]]:
             for i, a in zip(ids, articles, strict=True)
         ],
     )
-    project.labeled_count = project.label_events = len(ids)
     db.session.commit()
     return project, ids
 

@@ -1,6 +1,7 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
@@ -89,26 +90,52 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        # Batch mode rebuilds SQLite tables (create, copy, drop, rename): with foreign keys on,
-        # dropping the old `project` or `item` would cascade-delete every row that refers to it.
-        # The pragma only takes effect outside a transaction, so it is set before the first.
-        sqlite_fks = False
-        if connection.dialect.name == "sqlite":
-            sqlite_fks = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
-            if sqlite_fks:
-                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            # End the transaction those statements began: Alembic must begin (and commit) its own.
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # The app turns foreign keys on for every SQLite connection; batch mode recreates a
+            # table by copying, dropping and renaming it, and a DROP TABLE with foreign keys on
+            # would cascade into (or refuse for) every child row. The pragma is a no-op inside
+            # a transaction, so it is set before Alembic begins one.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            context.run_migrations()
-        if sqlite_fks:
+            with context.begin_transaction():
+                context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migrations left rows without their parent: {broken[:5]}")
+            check_count_triggers(connection)
             connection.commit()
-            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            if broken:
-                raise RuntimeError(f"the migration left rows with dangling references: {broken}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
+COUNT_TRIGGERS = {"item_count_insert", "item_count_update"}
+
+
+def check_count_triggers(connection):
+    """Fail loudly if `item` lost the triggers that keep `project_counter` (migration 0003).
+
+    On SQLite, a later migration that recreates `item` in batch mode drops its triggers with
+    the old table; it must create them again, or every count would silently freeze.
+    """
+    inspector = sa.inspect(connection)
+    tables = set(inspector.get_table_names())
+    if not {"item", "project_counter"} <= tables:
+        return
+    if connection.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'item'"
+    else:
+        sql = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'item'::regclass AND NOT tgisinternal"
+    found = {row[0] for row in connection.exec_driver_sql(sql)}
+    missing = COUNT_TRIGGERS - found
+    if missing:
+        raise RuntimeError(f"item is missing its count triggers {sorted(missing)}; recreate them")
 
 
 if context.is_offline_mode():

@@ -116,7 +116,6 @@ def label_all(project: Project, ids: list[int], annotator: str = "seed:test") ->
         )
         item.label = label
         item.labeled_at = item.created_at
-    project.labeled_count = (project.labeled_count or 0) + len(ids)
     db.session.commit()
 
 

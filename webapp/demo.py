@@ -29,14 +29,9 @@ from .models import (
     SCOPES,
     Annotation,
     ApiKey,
-    Feedback,
-    Item,
     ModelVersion,
-    Prediction,
     Project,
     RetrainRun,
-    Skip,
-    Task,
     User,
     utcnow,
 )
@@ -235,22 +230,8 @@ def build_demo(
 
 
 def delete_project(project: Project) -> None:
-    """Delete a project and every row that belongs to it, children first (any database)."""
-    pid = project.id
-    items = select(Item.id).where(Item.project_id == pid)
-    db.session.execute(delete(Skip).where(Skip.item_id.in_(items)))
-    for model in (Feedback, Prediction, Annotation, Task, ApiKey):
-        db.session.execute(delete(model).where(model.project_id == pid))
-    # Runs and model versions point at each other; cut the links before deleting either.
-    db.session.execute(
-        update(RetrainRun).where(RetrainRun.project_id == pid).values(model_version_id=None)
-    )
-    db.session.execute(
-        update(ModelVersion).where(ModelVersion.project_id == pid).values(run_id=None)
-    )
-    for model in (RetrainRun, ModelVersion, Item):
-        db.session.execute(delete(model).where(model.project_id == pid))
-    db.session.execute(delete(Project).where(Project.id == pid))
+    """Delete a project: the declared cascades take every row that belongs to it."""
+    db.session.execute(delete(Project).where(Project.id == project.id))
     db.session.commit()
 
 

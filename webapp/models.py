@@ -21,12 +21,16 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    ScalarSelect,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    func,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, deferred, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from labeling.evaluation import GateConfig
@@ -175,9 +179,8 @@ class Project(db.Model):
     features: Mapped[list] = mapped_column(JSON, default=list)
     template: Mapped[str] = mapped_column(String(32))
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
-    # Items with a resolved label, and label changes (new or corrected) for the retrain trigger.
-    labeled_count: Mapped[int] = mapped_column(Integer, default=0)
-    label_events: Mapped[int] = mapped_column(Integer, default=0)
+    # The label-change count (see ProjectCounter) when the last retrain was triggered: touched
+    # once per retrain, never per label.
     label_events_at_trigger: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -313,7 +316,14 @@ class Item(db.Model):
             sqlite_where=text("label IS NOT NULL"),
             postgresql_where=text("label IS NOT NULL"),
         ),
-        Index("ix_item_lease_owner", "lease_owner"),
+        # The held-lease check: only leased rows, so its plan is obvious whatever the statistics.
+        Index(
+            "ix_item_lease_held",
+            "project_id",
+            "lease_owner",
+            sqlite_where=text("lease_owner IS NOT NULL"),
+            postgresql_where=text("lease_owner IS NOT NULL"),
+        ),
     )
 
 
@@ -328,6 +338,41 @@ Index(
     sqlite_where=text("label IS NULL"),
     postgresql_where=text("label IS NULL"),
 )
+
+
+class ProjectCounter(db.Model):
+    """A project's item and label counts, kept in a few shard rows that are summed on read.
+
+    Database triggers on `item` (migration 0003) keep them: every insert, label change and
+    dispute adds its delta to the shard of the writing connection (PostgreSQL: backend pid mod
+    16; SQLite, which serializes writers anyway: shard 0). So no page counts a project's items,
+    and concurrent experts do not queue behind one hot row.
+    """
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    items: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Items with a resolved label, items disputed now, and label changes (new or corrected).
+    labeled: Mapped[int] = mapped_column(BigInteger, default=0)
+    disputed: Mapped[int] = mapped_column(BigInteger, default=0)
+    label_events: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+def _counter_sum(column) -> ScalarSelect:
+    """The sum of a counter over the project's shards, correlated to `project`."""
+    return (
+        select(func.coalesce(func.sum(column), 0))
+        .where(ProjectCounter.project_id == Project.id)
+        .correlate_except(ProjectCounter)
+        .scalar_subquery()
+    )
+
+
+# Read-only sums, loaded on first access; usable in SQL too (the retrain trigger's reset).
+Project.labeled_count = column_property(_counter_sum(ProjectCounter.labeled), deferred=True)
+Project.label_events = column_property(_counter_sum(ProjectCounter.label_events), deferred=True)
 
 
 class ModelVersion(db.Model):
@@ -415,8 +460,9 @@ class Annotation(db.Model):
 class Skip(db.Model):
     # Annotator first: the queue asks "has this annotator skipped this item?" per candidate.
     annotator: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Indexed on its own too, so the cascade from a deleted item finds its skips.
     item_id: Mapped[int] = mapped_column(
-        ForeignKey("item.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("item.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -78,10 +78,14 @@ def score(value: float | None) -> str:
 @login_required
 def projects():
     """List the projects the user may see with their counts and champion version."""
-    rows = []
-    for project in db.session.scalars(visible_projects(current_user)):
-        champion = champion_version(project.id)
-        rows.append((project, pool.counts(project), champion))
+    projects = db.session.scalars(visible_projects(current_user)).all()
+    # Three queries for any number of projects: the projects, their counts, their champions.
+    counts = pool.counts_by_project(p.id for p in projects)
+    champions = {
+        m.project_id: m
+        for m in db.session.scalars(select(ModelVersion).where(ModelVersion.status == "champion"))
+    }
+    rows = [(p, counts[p.id], champions.get(p.id)) for p in projects]
     return render_template("monitor/projects.html", rows=rows)
 
 

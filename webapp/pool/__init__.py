@@ -1,7 +1,15 @@
 """A project's pool of items: `items` (import, counts), `queue` (lanes, leases, skips) and
 `labels` (annotations and the retrain count). The names callers use are re-exported here."""
 
-from .items import IMPORT_BATCH, counts, find_or_create_item, import_items, labeled_items
+from .items import (
+    IMPORT_BATCH,
+    counts,
+    counts_by_project,
+    find_or_create_item,
+    import_items,
+    labeled_items,
+    recount,
+)
 from .labels import annotate, label_unlabeled
 from .queue import REASONS, has_champion, leased_to_other, next_item, release, skip
 
@@ -10,6 +18,7 @@ __all__ = [
     "REASONS",
     "annotate",
     "counts",
+    "counts_by_project",
     "find_or_create_item",
     "has_champion",
     "import_items",
@@ -17,6 +26,7 @@ __all__ = [
     "labeled_items",
     "leased_to_other",
     "next_item",
+    "recount",
     "release",
     "skip",
 ]

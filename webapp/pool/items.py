@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Item, Project, utcnow
+from ..models import Item, Project, ProjectCounter, utcnow
 
 IMPORT_BATCH = 1000
 
@@ -111,7 +111,33 @@ def find_or_create_item(project: Project, data: dict, external_id: str | None, s
 
 
 def counts(project: Project) -> dict[str, int]:
-    """Item, labeled and disputed counts for the project page."""
+    """Item, labeled and disputed counts for the project page (a few counter rows, no scan)."""
+    return counts_by_project([project.id])[project.id]
+
+
+def counts_by_project(project_ids: Iterable[int] | None = None) -> dict[int, dict[str, int]]:
+    """Counts of the given projects (every project when None), in one grouped query."""
+    query = select(
+        ProjectCounter.project_id,
+        func.sum(ProjectCounter.items),
+        func.sum(ProjectCounter.labeled),
+        func.sum(ProjectCounter.disputed),
+    ).group_by(ProjectCounter.project_id)
+    wanted = None if project_ids is None else list(project_ids)
+    if wanted is not None:
+        query = query.where(ProjectCounter.project_id.in_(wanted))
+    found = {
+        pid: {"items": int(total), "labeled": int(labeled), "disputed": int(disputed)}
+        for pid, total, labeled, disputed in db.session.execute(query)
+    }
+    empty = {"items": 0, "labeled": 0, "disputed": 0}
+    for pid in wanted or ():
+        found.setdefault(pid, dict(empty))
+    return found
+
+
+def recount(project: Project) -> dict[str, int]:
+    """Count the project's items by scanning them: what the counter rows must always equal."""
     total, labeled, disputed = db.session.execute(
         select(
             func.count(Item.id),

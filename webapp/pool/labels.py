@@ -1,14 +1,20 @@
-"""Expert labels: one annotation at a time, bulk labels for imports, the retrain trigger count."""
+"""Expert labels: one annotation at a time, bulk labels for imports, the retrain trigger claim.
+
+Label counts live in `ProjectCounter` rows that triggers on `item` keep (migration 0003): a
+label's transaction writes the item and its annotation and never locks the project row. The
+automatic retrain is claimed just after that commit, from the committed sum: the last of any
+concurrent labels sees every one of them, so no crossing of N is missed, and the claim's
+conditional UPDATE of `label_events_at_trigger` lets exactly one of them fire it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from ..enums import Trigger
 from ..extensions import db
-from ..models import Annotation, Item, Project, utcnow
+from ..models import Annotation, Item, Project, ProjectCounter, utcnow
 from ..validation import validate_label
 from .items import _batches
 
@@ -26,26 +32,13 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
         project_id=project.id, item_id=item.id, annotator=annotator, label=label, reason=reason
     )
     db.session.add(annotation)
-    first = item.label is None
-    changed = item.label != label
     item.label = label
     item.labeled_at = utcnow()
     item.disputed_at = None
     item.lease_owner = item.lease_until = item.lease_reason = None
-    if first or changed:
-        db.session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(
-                labeled_count=Project.labeled_count + (1 if first else 0),
-                label_events=Project.label_events + 1,
-            )
-        )
-    # Claimed in the label's own transaction: one commit per label on this hot path.
-    due = _claim_retrain(project)
     db.session.commit()
-    if due:
-        trigger_retrain(project, trigger=Trigger.AUTO)
+    if _claim_retrain(project):
+        trigger_retrain(project, trigger="auto")
     return annotation
 
 
@@ -94,39 +87,42 @@ def label_unlabeled(
                 for item_id in todo
             ],
         )
-        db.session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(
-                labeled_count=Project.labeled_count + len(todo),
-                label_events=Project.label_events + len(todo),
-            )
-        )
         db.session.commit()
         done += len(todo)
-    if done:
-        due = _claim_retrain(project)
-        db.session.commit()
-        if due:
-            trigger_retrain(project, trigger=Trigger.AUTO)
+    if done and _claim_retrain(project):
+        trigger_retrain(project, trigger="auto")
     return done
 
 
 def _claim_retrain(project: Project) -> bool:
-    """Claim an automatic retrain when N label changes have piled up since the last.
+    """Claim an automatic retrain when N label changes have piled up since the last one.
 
-    The conditional UPDATE makes the claim atomic; it lands with the caller's commit.
+    Runs after the label's commit and ends its own short transaction. The read sums the
+    committed counter rows; the UPDATE only matches (and only then locks the project row)
+    when a retrain is due, and of concurrent claimers of one crossing exactly one matches.
     """
     every = int(project.setting("retrain_every") or 0)
     if every <= 0:
         return False
-    result = db.session.execute(
-        update(Project)
-        .where(
-            Project.id == project.id,
-            Project.label_events - Project.label_events_at_trigger >= every,
+    at_trigger, events = db.session.execute(
+        select(
+            Project.label_events_at_trigger,
+            select(func.coalesce(func.sum(ProjectCounter.label_events), 0))
+            .where(ProjectCounter.project_id == project.id)
+            .scalar_subquery(),
+        ).where(Project.id == project.id)
+    ).one()
+    claimed = False
+    if events - at_trigger >= every:
+        result = db.session.execute(
+            update(Project)
+            .where(
+                Project.id == project.id,
+                Project.label_events_at_trigger <= events - every,
+            )
+            .values(label_events_at_trigger=events)
+            .execution_options(synchronize_session=False)
         )
-        .values(label_events_at_trigger=Project.label_events)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+        claimed = result.rowcount == 1
+    db.session.commit()
+    return claimed
