@@ -421,6 +421,10 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
     if timeout is not None and not wait:
         raise click.BadParameter("only makes sense with --wait", param_hint="'--timeout'")
     project = _project(slug)
+    try:
+        training.check_trainable(project)
+    except training.NotTrainable as exc:
+        raise click.ClickException(f"cannot retrain {slug}: {exc}") from None
     queued_before = db.session.scalar(
         select(RetrainRun.id).where(
             RetrainRun.project_id == project.id, RetrainRun.status == "queued"
