@@ -498,6 +498,10 @@ def demo_cmd(host: str, port: int, reset: bool) -> None:
     problem = demo.port_problem(host, port)
     if problem:
         raise click.BadParameter(f"{problem}; pick another with --port", param_hint="'--port'")
+    try:
+        demo.procfile_commands(host, port)  # the Procfile the demo runs must be there and usable
+    except demo.DemoError as exc:
+        raise click.UsageError(str(exc)) from None
     _note("Upgrading the database schema…")
     upgrade()
     try:
