@@ -427,7 +427,7 @@ Corrigo demo is running at {url}
 
 {first}
 
-Try the API (the README's walkthrough continues from the first line):
+Try the API (the README's walkthrough needs only the export line):
   export CORRIGO={api} KEY={info.api_key}
   PRED=$(curl -s -X POST "$CORRIGO/projects/{info.slug}/predict" \\
     -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\

@@ -192,6 +192,32 @@ def test_demo_refuses_a_port_in_use(corrigo):
     assert db.session.scalar(select(func.count(Project.id))) == 0
 
 
+def test_the_demo_runs_the_procfile_as_written_bound_where_asked(tmp_path):
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        "# comment\n"
+        "web: gunicorn --bind 127.0.0.1:${PORT:-5000} --threads 8 'webapp:create_app()'\n"
+        "worker: corrigo worker\nclock: corrigo clock\n"
+    )
+    same = demo.procfile_commands("127.0.0.1", 5000, str(procfile))
+    assert same == {
+        "web": "gunicorn --bind 127.0.0.1:${PORT:-5000} --threads 8 'webapp:create_app()'",
+        "worker": "corrigo worker",
+        "clock": "corrigo clock",
+    }
+    assert demo.procfile_commands("0.0.0.0", 8000, str(procfile))["web"] == (
+        "gunicorn --bind '0.0.0.0:8000' --threads 8 'webapp:create_app()'"
+    )
+    assert "--bind '[::1]:8000'" in demo.procfile_commands("::1", 8000, str(procfile))["web"]
+    procfile.write_text("web: gunicorn app\n")
+    with pytest.raises(demo.DemoError, match="has no worker line"):
+        demo.procfile_commands("127.0.0.1", 5000, str(procfile))
+    with pytest.raises(demo.DemoError, match="cannot read the Procfile"):
+        demo.procfile_commands("127.0.0.1", 5000, str(tmp_path / "nope"))
+    # The project's own Procfile is what the demo runs.
+    assert set(demo.procfile_commands("127.0.0.1", 5000)) >= {"web", "worker"}
+
+
 # ---------------------------------------------------------------------------------------------
 # The real thing: `corrigo demo` with gunicorn, a worker and the embedded Redis
 
