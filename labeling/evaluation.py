@@ -105,7 +105,11 @@ def majority_baseline(y_train: Sequence[str], y_true: Sequence[str], labels: Seq
 
 @dataclass
 class GateConfig:
-    """Thresholds of the promotion gate."""
+    """Thresholds of the promotion gate.
+
+    A candidate must beat the champion's macro-F1 by strictly more than ``min_delta`` (a
+    negative value counts as 0: a candidate that is not better is never promoted).
+    """
 
     min_heldout: int = 20
     min_delta: float = 0.0
@@ -153,6 +157,22 @@ def _rule(rule: str, passed: bool, detail: str) -> dict:
     return {"rule": rule, "passed": bool(passed), "detail": detail}
 
 
+def _beats_champion(cand_f1: float, champ_f1: float, config: GateConfig) -> dict:
+    """Pass only on an improvement strictly greater than `min_delta` (so never on a tie)."""
+    gain = cand_f1 - champ_f1
+    need = max(config.min_delta, 0.0)
+    scores = f"macro-F1 {cand_f1:.3f} vs champion {champ_f1:.3f}"
+    if gain > need + _EPS:
+        return _rule("beats_champion", True, f"{scores}: gain {gain:+.4f} > {need:.3f}")
+    if abs(gain) <= _EPS:
+        why = "a tie is not an improvement, so the champion stays"
+    elif gain < 0:
+        why = f"gain {gain:+.4f}: the candidate is worse"
+    else:
+        why = f"gain {gain:+.4f} is not more than the required min_delta {need:.3f}"
+    return _rule("beats_champion", False, f"{scores}: {why}")
+
+
 def _class_regression(candidate: dict, champion: dict, config: GateConfig) -> dict:
     cand_classes = candidate.get("per_class", {})
     champ_classes = champion.get("per_class", {})
@@ -178,10 +198,15 @@ def _class_regression(candidate: dict, champion: dict, config: GateConfig) -> di
             f"no class has held-out support ≥ {config.min_class_support}{skipped}",
         )
     drop, label, old, new = max(checked)
+    if drop <= _EPS:
+        names = ", ".join(repr(lb) for _, lb, _, _ in sorted(checked, key=lambda c: c[1]))
+        return _rule(
+            "no_class_regression", True, f"no class dropped: F1 held or rose for {names}{skipped}"
+        )
     passed = drop <= config.max_class_drop + _EPS
     verb = "≤" if passed else ">"
     detail = (
-        f"worst class {label!r}: F1 {old:.3f} → {new:.3f} (drop {drop:.3f} {verb} "
+        f"largest drop: class {label!r} F1 {old:.3f} → {new:.3f} (drop {drop:.3f} {verb} "
         f"allowed {config.max_class_drop:.3f}){skipped}"
     )
     return _rule("no_class_regression", passed, detail)
@@ -232,16 +257,7 @@ def gate(
         )
         reasons.append(_rule("no_class_regression", True, "no champion to compare"))
     else:
-        champ_f1 = float(champion["macro_f1"])
-        ok = cand_f1 >= champ_f1 + config.min_delta - _EPS
-        reasons.append(
-            _rule(
-                "beats_champion",
-                ok,
-                f"macro-F1 {cand_f1:.3f} {'≥' if ok else '<'} champion {champ_f1:.3f} "
-                f"+ {config.min_delta:.3f}",
-            )
-        )
+        reasons.append(_beats_champion(cand_f1, float(champion["macro_f1"]), config))
         reasons.append(_class_regression(candidate, champion, config))
 
     return GateDecision(promote=all(r["passed"] for r in reasons), reasons=reasons)

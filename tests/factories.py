@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy import select
 
 from webapp.extensions import db
@@ -104,19 +106,34 @@ def true_label(project: Project, item) -> str:
     raise AssertionError(item.data)
 
 
-def label_all(project: Project, ids: list[int], annotator: str = "seed:test") -> None:
-    """Record the true label of each item as an expert annotation (no retrain triggered)."""
-    from webapp.models import Annotation, Item
+_experts = itertools.count(1)
 
-    for item_id in ids:
-        item = db.session.get(Item, item_id)
-        label = true_label(project, item)
-        db.session.add(
-            Annotation(project_id=project.id, item_id=item.id, annotator=annotator, label=label)
-        )
-        item.label = label
-        item.labeled_at = item.created_at
-    db.session.commit()
+
+def label_all(
+    project: Project, ids: list[int], label: str | None = None, annotator: str | None = None
+) -> None:
+    """Label exactly the items `ids` through the expert's path: the queue serves an item
+    (`pool.next_item`), the expert labels it (`pool.annotate`) with its true label (or `label`)
+    if it is one of `ids`, and skips it otherwise.
+
+    Each call is a new expert unless `annotator` is given (skips are per expert, so a later
+    call still gets the items an earlier one skipped). Retrains trigger as they would for an
+    expert (every `retrain_every` label changes).
+    """
+    from webapp import pool
+
+    annotator = annotator or f"user:label-all-{next(_experts)}"
+    wanted = set(ids)
+    while wanted:
+        served = pool.next_item(project, annotator)
+        assert served is not None, f"the queue never served items {sorted(wanted)}"
+        item, _reason = served
+        if item.id in wanted:
+            pool.annotate(project, item, annotator, label or true_label(project, item))
+            wanted.discard(item.id)
+        else:
+            pool.skip(project, item, annotator)
+    db.session.refresh(project)
 
 
 def make_champion(project: Project, n_labeled: int = 150, n_pool: int = 50):

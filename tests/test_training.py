@@ -6,7 +6,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
-from tests.factories import label_all, make_champion, make_items, make_project
+from tests.factories import TEXT_LABELS, label_all, make_champion, make_items, make_project
 from webapp import jobs, pool, training
 from webapp.extensions import db
 from webapp.models import Item, ModelVersion, RetrainRun, Task
@@ -91,11 +91,19 @@ def test_first_retrain_promotes_and_records_every_gate_rule(app, run_jobs):
 
 
 def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs):
-    project = make_project(settings={"gate": {"min_delta": -1.0}})
-    first = make_champion(project, n_labeled=150, n_pool=60)
-    run_jobs()  # the rescore queued by the promotion
+    # The first champion never saw a 'tech' label; once tech items are labeled, the next model
+    # is strictly better on the same held-out items, so it is promoted.
+    project = make_project(settings={"retrain_every": 0, "gate": {"min_heldout": 10}})
+    ids = make_items(project, 210)
+    labels = {i: TEXT_LABELS[n % 3] for n, i in enumerate(ids)}
+    label_all(project, [i for i in ids[:150] if labels[i] != "tech"])
+    first_run = training.trigger_retrain(project)
+    run_jobs()
+    first = training.champion_version(project.id)
+    assert first is not None, db.session.get(RetrainRun, first_run.id).reasons
     scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
     assert scored and set(scored) == {1}
+    label_all(project, [i for i in ids[:150] if labels[i] == "tech"])
     training.trigger_retrain(project)
     run_jobs()
     db.session.expire_all()
@@ -130,10 +138,7 @@ def test_a_candidate_that_loses_is_rejected_and_champion_stays(app, run_jobs):
 
 def test_a_run_that_cannot_train_fails_with_a_readable_error(app, run_jobs):
     project = make_project()
-    ids = make_items(project, 30)
-    for item_id in ids:
-        item = db.session.get(Item, item_id)
-        pool.annotate(project, item, "user:1", "sport")  # one class only
+    label_all(project, make_items(project, 30), label="sport")  # one class only
     run = training.trigger_retrain(project)
     run_jobs()
     db.session.expire_all()

@@ -453,6 +453,10 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
     if timeout is not None and not wait:
         raise click.BadParameter("only makes sense with --wait", param_hint="'--timeout'")
     project = _project(slug)
+    try:
+        training.check_trainable(project)
+    except training.NotTrainable as exc:
+        raise click.ClickException(f"cannot retrain {slug}: {exc}") from None
     queued_before = db.session.scalar(
         select(RetrainRun.id).where(
             RetrainRun.project_id == project.id, RetrainRun.status == RunStatus.QUEUED
@@ -526,6 +530,10 @@ def demo_cmd(host: str, port: int, reset: bool) -> None:
     problem = demo.port_problem(host, port)
     if problem:
         raise click.BadParameter(f"{problem}; pick another with --port", param_hint="'--port'")
+    try:
+        demo.procfile_commands(host, port)  # the Procfile the demo runs must be there and usable
+    except demo.DemoError as exc:
+        raise click.UsageError(str(exc)) from None
     _note("Upgrading the database schema…")
     upgrade()
     try:

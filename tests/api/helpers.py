@@ -9,13 +9,10 @@ import re
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from sqlalchemy import select
 
-from tests.factories import true_label
+from tests.factories import label_all  # noqa: F401 (the one helper, re-exported for the API tests)
 from webapp import pool
 from webapp.api.openapi import SPEC
-from webapp.extensions import db
-from webapp.models import Item, utcnow
 
 ALL_SCOPES = ("predict", "feedback", "label", "admin")
 # A small held-out minimum lets a model trained on a few dozen labels pass the gate.
@@ -124,15 +121,6 @@ def assert_problem(resp, status: int, field: str | None = None, case=None) -> di
     if field is not None:
         assert field in doc.get("errors", {}), where + str(doc)
     return doc
-
-
-def label_all(project, ids) -> None:
-    """Resolve items to their true label in one commit: a fast stand-in for expert labeling
-    where a test needs labeled data but is about something else (training, export)."""
-    now = utcnow()
-    for item in db.session.scalars(select(Item).where(Item.id.in_(ids))):
-        item.label, item.labeled_at = true_label(project, item), now
-    db.session.commit()
 
 
 def item_count(project) -> int:

@@ -14,7 +14,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
-from tests.api.helpers import Api, check_documented, validator_at
+from tests.api.helpers import Api, check_documented, label_all, validator_at
+from tests.factories import make_items
 from webapp.api.openapi import SPEC
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
@@ -100,6 +101,7 @@ def test_every_schema_is_valid_and_every_reference_resolves():
 
 
 def test_the_response_check_has_teeth(api, project):
+    label_all(project, make_items(project, 12))
     resp = api.post("/projects/news/retrain")
     good = resp.get_json()
     resp.set_data(json.dumps({"run": good["run_id"]}))

@@ -11,8 +11,8 @@ from webapp.models import ModelVersion, RetrainRun
 
 
 def labeled_project(make, slug="news", n=150):
-    """A text project with `n` labeled items, enough for a first champion."""
-    project = make.make_project(slug)
+    """A text project with `n` labeled items, enough for a first champion (no automatic runs)."""
+    project = make.make_project(slug, settings={"retrain_every": 0})
     make.label_all(project, make.make_items(project, n))
     return project
 
@@ -78,4 +78,16 @@ def test_retrain_bad_input(corrigo, make):
     labeled_project(make)
     result = corrigo("retrain", "news", "--timeout", "5")
     assert result.exit_code == 2 and "only makes sense with --wait" in result.stderr
+    assert db.session.scalar(select(func.count(RetrainRun.id))) == 0
+
+
+def test_retrain_without_two_labels_says_why_and_queues_nothing(corrigo, make):
+    project = make.make_project("news")
+    result = corrigo("retrain", "news")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "cannot retrain news: Nothing to train on" in result.stderr
+    make.label_all(project, make.make_items(project, 4), label="tech")
+    result = corrigo("retrain", "news")
+    assert result.exit_code == 1
+    assert "at least two labels" in result.stderr and "all carry 'tech'" in result.stderr
     assert db.session.scalar(select(func.count(RetrainRun.id))) == 0

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from tests.factories import label_all, make_items, make_project
 from tests.web.html import table, text
+from webapp import training
 from webapp.extensions import db
 from webapp.models import ModelVersion, RetrainRun
 
@@ -42,7 +43,7 @@ def test_reviewers_see_runs_but_cannot_start_one(client, login, auth):
 
 
 def test_engineer_retrains_and_sees_the_verdict(client, login, auth, hx, run_jobs):
-    project = make_project()
+    project = make_project(settings={"retrain_every": 0})
     ids = make_items(project, 200)
     label_all(project, ids[:150])
     login("engineer")
@@ -112,19 +113,34 @@ def test_engineer_retrains_and_sees_the_verdict(client, login, auth, hx, run_job
     assert 'id="runs-table" hx-get=' not in client.get("/projects/news/runs").text
 
 
-def test_a_failed_run_shows_its_error(client, login, auth, run_jobs):
-    make_project()
+def test_retrain_without_enough_labels_is_refused_with_a_reason(client, login, auth):
+    project = make_project()
     login("admin")
     response = client.post("/projects/news/runs", data={"csrf_token": auth.csrf()})
+    assert response.headers["Location"] == "/projects/news/runs"
+    page = text(client.get(response.headers["Location"]).text)
+    assert "Not retrained: Nothing to train on: the project has no labeled items yet." in page
+    label_all(project, make_items(project, 5), label="sport")
+    response = client.post("/projects/news/runs", data={"csrf_token": auth.csrf()})
+    page = text(client.get(response.headers["Location"]).text)
+    assert "Training needs labeled items of at least two labels" in page
+    assert "all carry 'sport'" in page
+    assert db.session.query(RetrainRun).count() == 0
+
+
+def test_a_failed_run_shows_its_error(client, login, auth, run_jobs):
+    # Queued while trainable, then its labels went (here: never came) before a worker took it.
+    project = make_project()
+    run = training.trigger_retrain(project)
+    login("admin")
     run_jobs()
-    page = client.get(response.headers["Location"]).text
-    run = db.session.scalar(select(RetrainRun))
+    page = client.get(f"/projects/news/runs/{run.id}").text
     db.session.refresh(run)
     assert run.status == "failed"
     assert "The run failed" in page
+    assert "Nothing to train on: the project has no labeled items yet" in run.error
     assert text(run.error)[:40] in text(page)
     assert POLL not in page
-    assert "none produced" in page
 
 
 def test_unknown_or_foreign_run_is_a_404(client, login):

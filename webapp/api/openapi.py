@@ -577,7 +577,8 @@ PATHS: dict = {
             "retrain",
             "Queue a retrain",
             "Queue a retrain; while one is already queued, its run is returned instead "
-            "(triggers coalesce).",
+            "(triggers coalesce). 409 when the project cannot be trained yet (its training "
+            "split needs labeled items of at least two labels); `detail` says why.",
             "models",
             "admin",
             {
@@ -592,7 +593,7 @@ PATHS: dict = {
                     },
                 )
             },
-            ("NotFound",),
+            ("NotFound", "Conflict"),
             ("slug",),
         )
     },

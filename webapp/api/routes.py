@@ -214,6 +214,10 @@ def skip(item_id: int):
 def retrain(slug: str):
     """Queue a retrain (or join the one already queued) and point at its run."""
     project = project_for_key(slug)
+    try:
+        training.check_trainable(project)
+    except training.NotTrainable as exc:
+        raise Conflict(str(exc)) from None
     run = training.trigger_retrain(project, trigger="manual")
     location = url_for("api.show_run", slug=project.slug, run_id=run.id)
     return _created({"run_id": run.id}, status=202, location=location)

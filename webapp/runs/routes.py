@@ -12,7 +12,7 @@ from ..enums import Role, RunStatus, Trigger
 from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..monitor.routes import project_or_404
-from ..training import trigger_retrain
+from ..training import NotTrainable, check_trainable, trigger_retrain
 from . import bp
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -77,6 +77,11 @@ def index(slug: str):
 def start(slug: str):
     """Queue a retrain now, or join the one already queued, and show it."""
     project = project_or_404(slug)
+    try:
+        check_trainable(project)
+    except NotTrainable as exc:
+        flash(f"Not retrained: {exc}", "error")
+        return redirect(url_for("runs.index", slug=project.slug))
     queued = db.session.scalar(
         select(RetrainRun.id).where(
             RetrainRun.project_id == project.id, RetrainRun.status == RunStatus.QUEUED
