@@ -69,10 +69,14 @@ def test_annotated_item_leaves_the_pool_and_clears_dispute(app):
 
 def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
     project = make_project(settings={"audit_share": 0.0})
-    make_champion(project, n_labeled=150, n_pool=0)
+    champion = make_champion(project, n_labeled=150, n_pool=0)
     ids = make_items(project, 10, start=1000)
     for rank, item_id in enumerate(ids):
-        db.session.execute(update(Item).where(Item.id == item_id).values(score=-rank, scored_by=1))
+        db.session.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(score=-rank, scored_by=champion.id, score_strategy="margin")
+        )
     db.session.commit()
     item, reason = pool.next_item(project, "user:1")
     assert (item.id, reason) == (ids[0], "uncertain")
@@ -87,9 +91,13 @@ def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
 
 def test_audit_share_is_about_ten_percent_by_default(app):
     project = make_project()
-    make_champion(project, n_labeled=150, n_pool=0)
+    champion = make_champion(project, n_labeled=150, n_pool=0)
     make_items(project, 400, start=1000)
-    db.session.execute(update(Item).where(Item.label.is_(None)).values(score=0.5, scored_by=1))
+    db.session.execute(
+        update(Item)
+        .where(Item.label.is_(None))
+        .values(score=0.5, scored_by=champion.id, score_strategy="margin")
+    )
     db.session.commit()
     rng = random.Random(7)
     reasons = [pool.next_item(project, f"user:{i}", rng=rng)[1] for i in range(300)]
@@ -110,7 +118,11 @@ def test_queue_is_empty_when_everything_is_labeled(app):
 @pytest.mark.parametrize(
     "lane, index",
     [
-        ("label IS NULL AND score IS NOT NULL ORDER BY score DESC", "ix_item_pool_score"),
+        (
+            "label IS NULL AND scored_by = 1 AND score_strategy = 'margin' "
+            "AND score IS NOT NULL ORDER BY score DESC",
+            "ix_item_pool_score",
+        ),
         ("label IS NULL AND rand >= 0.5 ORDER BY rand", "ix_item_pool_rand"),
         ("disputed_at IS NOT NULL ORDER BY disputed_at", "ix_item_disputed"),
     ],

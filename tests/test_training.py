@@ -94,8 +94,10 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
     project = make_project(settings={"gate": {"min_delta": -1.0}})
     first = make_champion(project, n_labeled=150, n_pool=60)
     run_jobs()  # the rescore queued by the promotion
-    scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
-    assert scored and set(scored) == {1}
+    scored = db.session.execute(
+        select(Item.scored_by, Item.score_strategy).where(Item.label.is_(None))
+    ).all()
+    assert scored and set(scored) == {(first.id, "margin")}
     training.trigger_retrain(project)
     run_jobs()
     db.session.expire_all()
@@ -108,7 +110,7 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
     assert versions == {1: "retired", 2: "champion"}
     assert db.session.get(ModelVersion, first.id).status == "retired"
     scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
-    assert set(scored) == {2}
+    assert set(scored) == {training.champion_version(project.id).id}
     rescore = db.session.scalars(select(Task).where(Task.name == "rescore")).all()
     assert [t.status for t in rescore] == ["succeeded", "succeeded"]
     assert rescore[-1].progress == 60

@@ -149,9 +149,13 @@ class Item(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Uniform random key drawn at insert: random audits and cold start walk an index on it.
     rand: Mapped[float] = mapped_column(Float, default=random.random)
-    # Active-learning score under the current champion (higher = more worth labeling).
+    # Active-learning score (higher = more worth labeling) and its provenance: the model
+    # version (id) and the query strategy that computed it. Scores of different strategies
+    # live on different scales (margin in [-1, 0], entropy in [0, log k]), so only scores
+    # under the current (champion, strategy) key are ranked against each other.
     score: Mapped[float | None] = mapped_column(Float)
     scored_by: Mapped[int | None] = mapped_column(Integer)
+    score_strategy: Mapped[str | None] = mapped_column(String(16))
     # Resolved label, kept in step with the annotations (the latest one, for now).
     label: Mapped[str | None] = mapped_column(String(100))
     labeled_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -188,10 +192,13 @@ class Item(db.Model):
     )
 
 
-# The uncertainty lane of the queue: ORDER BY score DESC over a project's unlabeled items.
+# The uncertainty lane of the queue: ORDER BY score DESC over a project's unlabeled items
+# scored under the current key; the key leads so the lane is one range scan of current scores.
 Index(
     "ix_item_pool_score",
     Item.project_id,
+    Item.scored_by,
+    Item.score_strategy,
     Item.score.desc(),
     # Ties (tree models give few distinct scores) are broken by id inside the index, so
     # PostgreSQL never sorts a group of equal scores.
@@ -345,4 +352,16 @@ class Task(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_task_project", "project_id", "id"),)
+    __table_args__ = (
+        Index("ix_task_project", "project_id", "id"),
+        # One queued task of a kind per project, enforced by the database (like retrains):
+        # a queued rescore absorbs every later request until it starts.
+        Index(
+            "uq_task_queued",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )

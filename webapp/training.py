@@ -8,23 +8,27 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+import uuid
 import zlib
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from labeling import artifacts, evaluation, sampling, split, training
 
 from . import jobs
 from .extensions import db
-from .models import Item, ModelVersion, Project, RetrainRun, Task, utcnow
+from .models import DEFAULT_SETTINGS, Item, ModelVersion, Project, RetrainRun, Task, utcnow
+from .transaction import after_commit
 
 log = logging.getLogger(__name__)
 
 RETRAIN_JOB = "worker.jobs.retrain"
 RESCORE_JOB = "worker.jobs.rescore"
+RESCORE = "rescore"  # Task.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,24 +81,78 @@ def _stamp() -> str:
 
 
 def request_rescore(project: Project) -> Task | None:
-    """Queue a rescore of the pool under the current champion, unless one is already queued."""
-    queued = db.session.scalar(
-        select(Task).where(
-            Task.project_id == project.id, Task.name == "rescore", Task.status == "queued"
-        )
-    )
+    """Record that the pool needs scoring under the current key; None before any champion.
+
+    Flushed, not committed (see `webapp.transaction`): the job is enqueued after the caller's
+    commit. A rescore already queued absorbs the request, since it reads the items to score
+    when it starts; the database allows one queued rescore per project, and a request racing
+    another for that slot reads the winner instead of failing.
+    """
+    queued = _queued_rescore(project.id)
     if queued is not None:
         return queued
     if champion_version(project.id) is None:
         return None
-    task = Task(project_id=project.id, name="rescore", status="queued")
-    db.session.add(task)
-    db.session.commit()
-    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}")
-    if job_id is not None:
-        task.job_id = job_id
-        db.session.commit()
-    return task
+    job_id = f"rescore-{uuid.uuid4().hex}"
+    dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
+    task_id = db.session.scalar(
+        dialect.insert(Task)
+        .values(
+            project_id=project.id,
+            name=RESCORE,
+            status="queued",
+            job_id=job_id,
+            args={},
+            progress=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[Task.project_id, Task.name], index_where=Task.status == "queued"
+        )
+        .returning(Task.id)
+    )
+    if task_id is None:
+        # Another request queued one between our look and our insert: it covers our items.
+        return _queued_rescore(project.id)
+    after_commit(lambda: jobs.enqueue(RESCORE_JOB, task_id, job_id=job_id))
+    return db.session.get(Task, task_id)
+
+
+def _queued_rescore(project_id: int) -> Task | None:
+    return db.session.scalar(
+        select(Task).where(
+            Task.project_id == project_id, Task.name == RESCORE, Task.status == "queued"
+        )
+    )
+
+
+def score_key(project: Project) -> tuple[int, str] | None:
+    """The (champion version id, query strategy) that current scores must carry; None if no
+    champion."""
+    champion_id = db.session.scalar(
+        select(ModelVersion.id).where(
+            ModelVersion.project_id == project.id, ModelVersion.status == "champion"
+        )
+    )
+    return None if champion_id is None else (champion_id, project.setting("query_strategy"))
+
+
+def current_scores(project: Project) -> list:
+    """WHERE clauses for items whose score is under the project's current key.
+
+    The uncertain lane ranks only these: a score of an older champion or another strategy is
+    on another scale (margin in [-1, 0], entropy in [0, log k]) and would jump the lane.
+    """
+    champion_id = (
+        select(ModelVersion.id)
+        .where(ModelVersion.project_id == project.id, ModelVersion.status == "champion")
+        .scalar_subquery()
+    )
+    return [
+        Item.scored_by == champion_id,
+        Item.score_strategy == project.setting("query_strategy"),
+        Item.score.is_not(None),
+    ]
 
 
 _ALIVE = ("queued", "started", "deferred", "scheduled")
@@ -295,9 +353,10 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     }
     run.status = "succeeded"
     run.finished_at = now
-    db.session.commit()
     if decision.promote:
+        # Recorded with the promotion, enqueued once it is committed.
         request_rescore(project)
+    db.session.commit()
 
 
 def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
@@ -315,31 +374,53 @@ def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
 def run_rescore(
     task_id: int, chunk: int = 2000, progress: Callable[[int, int], None] | None = None
 ):
-    """Score every unlabeled item with the champion, `chunk` rows at a time, in bulk updates."""
+    """Score every unlabeled item not yet scored under the current key, `chunk` rows at a time.
+
+    A job: each chunk is its own unit of work (read, predict, one bulk UPDATE, commit), so a
+    rescore that stops resumes where it stopped. Items added while it runs are scored too;
+    when it finds nothing left, it closes the rescores queued meanwhile (their items were
+    committed before them, so it has seen them). A new champion or strategy ends the pass: its
+    own rescore is queued with the change.
+    """
     task = db.session.get(Task, task_id)
     if task is None or task.status not in ("queued", "running"):
         return
-    task.status = "running"
-    db.session.commit()
     project = db.session.get(Project, task.project_id)
+    task.status = "running"
+    key = score_key(project)
+    if key is None:
+        task.status, task.finished_at = "succeeded", utcnow()
+        db.session.commit()
+        return
+    champion_id, strategy = key
+    db.session.commit()
     try:
-        champion = champion_version(project.id)
-        if champion is None:
-            task.status, task.finished_at = "succeeded", utcnow()
-            db.session.commit()
-            return
-        model = load_model(champion)
-        strategy = project.setting("query_strategy")
-        # Only items this champion has not scored yet: an import rescoring 1M rows would be waste.
+        model = load_model(db.session.get(ModelVersion, champion_id))
         stale = (
             Item.project_id == project.id,
             Item.label.is_(None),
-            or_(Item.scored_by.is_(None), Item.scored_by != champion.version),
+            or_(
+                Item.scored_by.is_(None),
+                Item.scored_by != champion_id,
+                Item.score_strategy.is_(None),
+                Item.score_strategy != strategy,
+            ),
         )
         task.total = db.session.scalar(select(func.count(Item.id)).where(*stale))
         db.session.commit()
         done, last = 0, 0
         while True:
+            if last == 0:
+                # A fresh pass from the start; the queued rescores it will be able to close.
+                absorbable = db.session.scalars(
+                    select(Task.id).where(
+                        Task.project_id == project.id,
+                        Task.name == RESCORE,
+                        Task.status == "queued",
+                    )
+                ).all()
+            if _current_key(project.id) != key:
+                break  # a newer champion or strategy: its own rescore is queued
             rows = db.session.execute(
                 select(Item.id, Item.data)
                 .where(*stale, Item.id > last)
@@ -347,25 +428,22 @@ def run_rescore(
                 .limit(chunk)
             ).all()
             if not rows:
-                break
+                if last == 0:
+                    _close_absorbed(absorbable)
+                    break
+                last = 0  # one more look from the start, for items committed meanwhile
+                continue
             X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
             scores = sampling.informativeness(model, X, strategy)
-            db.session.execute(
-                update(Item),
-                [
-                    {"id": r[0], "score": float(s), "scored_by": champion.version}
-                    for r, s in zip(rows, scores, strict=True)
-                ],
-            )
+            _write_scores([r[0] for r in rows], scores, champion_id, strategy)
             last = rows[-1][0]
             done += len(rows)
             task.progress = done
+            if task.total is not None and done > task.total:
+                task.total = done
             db.session.commit()
             if progress:
                 progress(done, task.total or done)
-            # A newer champion makes this pass moot; its own rescore is already queued.
-            if champion_version(project.id).id != champion.id:
-                break
         task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
     except Exception as exc:
@@ -378,3 +456,56 @@ def run_rescore(
         )
         db.session.commit()
         raise
+
+
+def _current_key(project_id: int) -> tuple[int, str] | None:
+    """The score key as committed now (fresh columns, not the session's cached project)."""
+    settings = db.session.scalar(select(Project.settings).where(Project.id == project_id))
+    champion_id = db.session.scalar(
+        select(ModelVersion.id).where(
+            ModelVersion.project_id == project_id, ModelVersion.status == "champion"
+        )
+    )
+    if champion_id is None:
+        return None
+    strategy = (settings or {}).get("query_strategy", DEFAULT_SETTINGS["query_strategy"])
+    return champion_id, strategy
+
+
+def _close_absorbed(task_ids: list[int]) -> None:
+    """Mark rescores queued before this pass's last look as done: it scored their items."""
+    if task_ids:
+        db.session.execute(
+            update(Task)
+            .where(Task.id.in_(task_ids), Task.status == "queued")
+            .values(status="succeeded", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _write_scores(ids: list[int], scores, champion_id: int, strategy: str) -> None:
+    """Store one chunk's scores and key in one statement (rows labeled meanwhile are left)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One UPDATE … FROM unnest(two arrays): no per-row statement, no 4,000 parameters.
+        db.session.execute(
+            text(
+                "UPDATE item SET score = u.score, scored_by = :champion, "
+                "score_strategy = :strategy "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:scores AS float8[])) AS u(id, score) "
+                "WHERE item.id = u.id AND item.label IS NULL"
+            ),
+            {
+                "ids": ids,
+                "scores": [float(s) for s in scores],
+                "champion": champion_id,
+                "strategy": strategy,
+            },
+        )
+        return
+    # SQLite: one prepared UPDATE run for every row in C (executemany).
+    db.session.execute(
+        update(Item.__table__)
+        .where(Item.id == bindparam("item_id"), Item.label.is_(None))
+        .values(score=bindparam("new_score"), scored_by=champion_id, score_strategy=strategy),
+        [{"item_id": i, "new_score": float(s)} for i, s in zip(ids, scores, strict=True)],
+    )

@@ -6,6 +6,7 @@ from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from webapp import create_app, jobs, training
+from webapp.extensions import db
 
 from . import set_app
 
@@ -17,6 +18,9 @@ def run(burst: bool = False, simple: bool = False, app=None) -> bool:
     with app.app_context():
         # Runs and tasks recorded while Redis was unreachable are enqueued now.
         training.requeue_pending()
+        # End the transaction before waiting for jobs: an open one ("idle in transaction")
+        # keeps PostgreSQL from vacuuming anything newer than its snapshot.
+        db.session.remove()
         queue = jobs.get_queue()
         worker_class = SimpleWorker if simple else Worker
         worker = worker_class([queue], connection=jobs.get_redis(), serializer=JSONSerializer)

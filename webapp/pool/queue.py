@@ -11,6 +11,7 @@ from sqlalchemy import exists, or_, select, update
 from ..enums import QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
+from ..training import current_scores
 
 REASONS = values(QueueReason)
 
@@ -47,7 +48,10 @@ def _candidates(project: Project, annotator: str, now, rng: random.Random):
     champion = has_champion(project)
     if champion and rng.random() >= project.setting("audit_share"):
         yield (
-            select(Item).where(*pool, Item.score.is_not(None)).order_by(Item.score.desc(), Item.id),
+            # Only scores under the current (champion, strategy) key: others are on another scale.
+            select(Item)
+            .where(*pool, *current_scores(project))
+            .order_by(Item.score.desc(), Item.id),
             "uncertain",
         )
     # Uniform random: start at a random point of the `rand` index and wrap around.

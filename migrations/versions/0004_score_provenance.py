@@ -1,0 +1,99 @@
+"""Record each score's model version id and strategy; one queued task per project and name.
+
+- item.score_strategy (new) and item.scored_by (now the model_version id, was its version
+  number): the key a score was computed under. Existing scores get no strategy (it was never
+  recorded, and after a strategy change it was wrong for some of them), so they count as stale:
+  one rescore is queued for every project with a champion, and the worker's start enqueues it.
+- ix_item_pool_score leads with the key, (project_id, scored_by, score_strategy, score DESC,
+  id) WHERE label IS NULL, so the uncertain lane ranks only scores of the current key.
+- uq_task_queued: a unique partial index on task(project_id, name) WHERE status = 'queued'
+  (duplicates queued before it are closed as succeeded: the first one covers them).
+
+Revision ID: 0004
+Revises: 0001
+Create Date: 2026-12-02
+"""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision = "0004"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+QUEUED = sa.text("status = 'queued'")
+UNLABELED = sa.text("label IS NULL")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def upgrade():
+    op.add_column("item", sa.Column("score_strategy", sa.String(length=16), nullable=True))
+    op.execute(
+        "UPDATE item SET scored_by = (SELECT mv.id FROM model_version mv "
+        "WHERE mv.project_id = item.project_id AND mv.version = item.scored_by) "
+        "WHERE scored_by IS NOT NULL"
+    )
+    op.drop_index("ix_item_pool_score", table_name="item")
+    op.create_index(
+        "ix_item_pool_score",
+        "item",
+        ["project_id", "scored_by", "score_strategy", sa.text("score DESC"), "id"],
+        unique=False,
+        sqlite_where=UNLABELED,
+        postgresql_where=UNLABELED,
+    )
+    conn = op.get_bind()
+    conn.execute(
+        sa.text(
+            "UPDATE task SET status = 'succeeded', finished_at = :now WHERE status = 'queued' "
+            "AND id NOT IN (SELECT min(id) FROM task WHERE status = 'queued' "
+            "GROUP BY project_id, name)"
+        ),
+        {"now": _now()},
+    )
+    op.create_index(
+        "uq_task_queued",
+        "task",
+        ["project_id", "name"],
+        unique=True,
+        sqlite_where=QUEUED,
+        postgresql_where=QUEUED,
+    )
+    # The scores already stored have no recorded strategy: rescore them under a known key.
+    conn.execute(
+        sa.text(
+            "INSERT INTO task (project_id, name, args, status, progress, created_at) "
+            "SELECT mv.project_id, 'rescore', '{}', 'queued', 0, :now FROM model_version mv "
+            "WHERE mv.status = 'champion' "
+            "AND EXISTS (SELECT 1 FROM item i WHERE i.project_id = mv.project_id "
+            "AND i.label IS NULL) "
+            "AND NOT EXISTS (SELECT 1 FROM task t WHERE t.project_id = mv.project_id "
+            "AND t.name = 'rescore' AND t.status = 'queued')"
+        ),
+        {"now": _now()},
+    )
+
+
+def downgrade():
+    op.drop_index("uq_task_queued", table_name="task", sqlite_where=QUEUED, postgresql_where=QUEUED)
+    op.drop_index("ix_item_pool_score", table_name="item")
+    op.create_index(
+        "ix_item_pool_score",
+        "item",
+        ["project_id", sa.text("score DESC"), "id"],
+        unique=False,
+        sqlite_where=UNLABELED,
+        postgresql_where=UNLABELED,
+    )
+    op.execute(
+        "UPDATE item SET scored_by = (SELECT mv.version FROM model_version mv "
+        "WHERE mv.id = item.scored_by) WHERE scored_by IS NOT NULL"
+    )
+    op.drop_column("item", "score_strategy")
