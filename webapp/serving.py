@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from labeling import sampling, training
@@ -14,7 +14,7 @@ from .errors import Conflict, ValidationError
 from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item
-from .pool.items import allocate_ids, insert_items
+from .pool.items import allocate_ids, insert_items, sqlite_bulk_insert
 from .training import champion_version, load_model, request_rescore
 from .validation import validate_data, validate_label
 
@@ -132,8 +132,8 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
     if db.session.get_bind().dialect.name == "postgresql":
         ids = _pg_insert_predictions(project.id, values, now)
     else:
-        result = db.session.execute(
-            insert(Prediction.__table__).returning(Prediction.id, sort_by_parameter_order=True),
+        ids = sqlite_bulk_insert(
+            Prediction.__table__,
             [
                 {
                     "project_id": project.id,
@@ -147,7 +147,6 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
                 for item_id, model_name, label, probs, unit in values
             ],
         )
-        ids = list(result.scalars())
     request_rescore(project)
     return ids
 

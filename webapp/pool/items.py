@@ -105,10 +105,8 @@ def _bulk_insert(project_id: int, rows: list[tuple[str | None, dict]], source: s
     now = utcnow()
     if db.session.get_bind().dialect.name == "postgresql":
         return _pg_bulk_insert(project_id, rows, source, now)
-    # SQLite: one prepared INSERT … RETURNING per row, looped in C; the Core table (not the
-    # ORM entity) skips the ORM's per-row bookkeeping, which cost more than the inserts.
-    result = db.session.execute(
-        insert(Item.__table__).returning(Item.id, sort_by_parameter_order=True),
+    return sqlite_bulk_insert(
+        Item.__table__,
         [
             {
                 "project_id": project_id,
@@ -121,7 +119,19 @@ def _bulk_insert(project_id: int, rows: list[tuple[str | None, dict]], source: s
             for ext, data in rows
         ],
     )
-    return list(result.scalars())
+
+
+def sqlite_bulk_insert(table, rows: list[dict]) -> list[int]:
+    """SQLite: one executemany INSERT, then the ids it assigned, in input order.
+
+    The ids are consecutive: SQLite gives a new row max(rowid) + 1, and our transaction holds
+    the database's write lock from its first insert to its commit, so no other writer
+    interleaves. Two statements whatever the batch size (INSERT … RETURNING would be one
+    statement a row, since SQLite does not promise RETURNING's order).
+    """
+    db.session.execute(insert(table), rows)
+    last = db.session.scalar(text("SELECT last_insert_rowid()"))
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def allocate_ids(table: str, n: int) -> list[int]:
