@@ -181,6 +181,15 @@ class Item(db.Model):
             sqlite_where=text("label IS NULL"),
             postgresql_where=text("label IS NULL"),
         ),
+        # The rescore's walk over unlabeled items in id order (a plan that does not depend on
+        # statistics: without it PostgreSQL scanned the whole project in the score index).
+        Index(
+            "ix_item_pool_id",
+            "project_id",
+            "id",
+            sqlite_where=text("label IS NULL"),
+            postgresql_where=text("label IS NULL"),
+        ),
         Index(
             "ix_item_labeled",
             "project_id",

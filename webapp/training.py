@@ -11,8 +11,10 @@ import traceback
 import uuid
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+from flask import current_app
 from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -396,54 +398,82 @@ def run_rescore(
     db.session.commit()
     try:
         model = load_model(db.session.get(ModelVersion, champion_id))
+        # Core columns, not ORM attributes: rows come back as plain tuples, and a text
+        # project reads only the text out of the JSON (->> / json_extract in the database).
+        item = Item.__table__
+        payload = item.c.data["text"].as_string() if project.kind == "text" else item.c.data
         stale = (
-            Item.project_id == project.id,
-            Item.label.is_(None),
+            item.c.project_id == project.id,
+            item.c.label.is_(None),
             or_(
-                Item.scored_by.is_(None),
-                Item.scored_by != champion_id,
-                Item.score_strategy.is_(None),
-                Item.score_strategy != strategy,
+                item.c.scored_by.is_(None),
+                item.c.scored_by != champion_id,
+                item.c.score_strategy.is_(None),
+                item.c.score_strategy != strategy,
             ),
         )
-        task.total = db.session.scalar(select(func.count(Item.id)).where(*stale))
+        task.total = db.session.scalar(select(func.count(item.c.id)).where(*stale))
         db.session.commit()
+        app = current_app._get_current_object()
         done, last = 0, 0
-        while True:
-            if last == 0:
-                # A fresh pass from the start; the queued rescores it will be able to close.
-                absorbable = db.session.scalars(
-                    select(Task.id).where(
-                        Task.project_id == project.id,
-                        Task.name == RESCORE,
-                        Task.status == "queued",
-                    )
-                ).all()
-            if _current_key(project.id) != key:
-                break  # a newer champion or strategy: its own rescore is queued
-            rows = db.session.execute(
-                select(Item.id, Item.data)
-                .where(*stale, Item.id > last)
-                .order_by(Item.id)
-                .limit(chunk)
-            ).all()
-            if not rows:
+        # The database writes chunk n while this thread predicts chunk n + 1: the UPDATE runs in
+        # the database's process (or in SQLite's C code, without the GIL), so the two overlap.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-write") as writer:
+            pending: Future | None = None
+
+            def settle() -> None:
+                """Wait for the chunk being written; record the progress once it is committed."""
+                nonlocal pending, done
+                if pending is None:
+                    return
+                done += pending.result()  # a failed write raises here
+                pending = None
+                task.progress = done
+                if task.total is not None and done > task.total:
+                    task.total = done
+                db.session.commit()
+                if progress:
+                    progress(done, task.total or done)
+
+            while True:
                 if last == 0:
-                    _close_absorbed(absorbable)
-                    break
-                last = 0  # one more look from the start, for items committed meanwhile
-                continue
-            X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
-            scores = sampling.informativeness(model, X, strategy)
-            _write_scores([r[0] for r in rows], scores, champion_id, strategy)
-            last = rows[-1][0]
-            done += len(rows)
-            task.progress = done
-            if task.total is not None and done > task.total:
-                task.total = done
-            db.session.commit()
-            if progress:
-                progress(done, task.total or done)
+                    # A pass from the start, every write before it committed: the queued
+                    # rescores it will be able to close are those queued before this look.
+                    settle()
+                    absorbable = db.session.scalars(
+                        select(Task.id).where(
+                            Task.project_id == project.id,
+                            Task.name == RESCORE,
+                            Task.status == "queued",
+                        )
+                    ).all()
+                if _current_key(project.id) != key:
+                    break  # a newer champion or strategy: its own rescore is queued
+                rows = db.session.execute(
+                    select(item.c.id, payload)
+                    .where(*stale, item.c.id > last)
+                    .order_by(item.c.id)
+                    .limit(chunk)
+                ).all()
+                db.session.commit()  # hold no snapshot while predicting
+                if not rows:
+                    settle()
+                    if last == 0:
+                        _close_absorbed(absorbable)
+                        db.session.commit()
+                        break
+                    last = 0  # one more look from the start, for items committed meanwhile
+                    continue
+                if project.kind == "text":
+                    X = [r[1] or "" for r in rows]
+                else:
+                    X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
+                scores = sampling.informativeness(model, X, strategy)
+                settle()
+                ids = [r[0] for r in rows]
+                pending = writer.submit(_write_chunk, app, ids, scores, champion_id, strategy)
+                last = ids[-1]
+            settle()
         task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
     except Exception as exc:
@@ -481,6 +511,14 @@ def _close_absorbed(task_ids: list[int]) -> None:
             .values(status="succeeded", finished_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+
+
+def _write_chunk(app, ids: list[int], scores, champion_id: int, strategy: str) -> int:
+    """Write and commit one chunk's scores in a session of its own (the rescore's writer)."""
+    with app.app_context():
+        _write_scores(ids, scores, champion_id, strategy)
+        db.session.commit()
+    return len(ids)
 
 
 def _write_scores(ids: list[int], scores, champion_id: int, strategy: str) -> None:

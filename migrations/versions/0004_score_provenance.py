@@ -6,6 +6,8 @@
   one rescore is queued for every project with a champion, and the worker's start enqueues it.
 - ix_item_pool_score leads with the key, (project_id, scored_by, score_strategy, score DESC,
   id) WHERE label IS NULL, so the uncertain lane ranks only scores of the current key.
+- ix_item_pool_id: (project_id, id) WHERE label IS NULL, the rescore's walk in id order (with
+  no statistics PostgreSQL otherwise walked the project's whole score index for each chunk).
 - uq_task_queued: a unique partial index on task(project_id, name) WHERE status = 'queued'
   (duplicates queued before it are closed as succeeded: the first one covers them).
 
@@ -49,6 +51,14 @@ def upgrade():
         sqlite_where=UNLABELED,
         postgresql_where=UNLABELED,
     )
+    op.create_index(
+        "ix_item_pool_id",
+        "item",
+        ["project_id", "id"],
+        unique=False,
+        sqlite_where=UNLABELED,
+        postgresql_where=UNLABELED,
+    )
     conn = op.get_bind()
     conn.execute(
         sa.text(
@@ -83,6 +93,7 @@ def upgrade():
 
 def downgrade():
     op.drop_index("uq_task_queued", table_name="task", sqlite_where=QUEUED, postgresql_where=QUEUED)
+    op.drop_index("ix_item_pool_id", table_name="item")
     op.drop_index("ix_item_pool_score", table_name="item")
     op.create_index(
         "ix_item_pool_score",
