@@ -300,3 +300,25 @@ def test_scores_of_an_older_champion_do_not_rank_in_the_lane(app):
     db.session.commit()
     item, reason = pool.next_item(project, "user:1")
     assert (item.id, reason) == (current, "uncertain")
+
+
+def test_a_second_rescore_waits_for_the_running_one_which_closes_it(app):
+    project = make_project(settings={"retrain_every": 0})
+    make_champion(project, n_labeled=150, n_pool=20)
+    (first,) = _tasks(project, "queued")  # the promotion's
+    first.status = "running"  # a worker is on it
+    db.session.commit()
+    make_items(project, 30, start=700)
+    second = training.request_rescore(project)
+    db.session.commit()
+    assert second.id != first.id
+
+    training.run_rescore(second.id)  # a second worker picks it up: it must not run a pass
+    db.session.expire_all()
+    assert db.session.get(Task, second.id).status == "queued"
+    assert _unscored(project) == 50
+
+    training.run_rescore(first.id)  # the running one goes on, and closes the queued one
+    db.session.expire_all()
+    assert [t.status for t in _tasks(project)] == ["succeeded", "succeeded"]
+    assert _unscored(project) == 0

@@ -373,4 +373,13 @@ class Task(db.Model):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
+        # And one running: a second worker leaves a queued rescore for the running one to close.
+        Index(
+            "uq_task_running",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )

@@ -388,14 +388,29 @@ def run_rescore(
     if task is None or task.status not in ("queued", "running"):
         return
     project = db.session.get(Project, task.project_id)
-    task.status = "running"
+    if task.status == "queued":
+        try:
+            claimed = db.session.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.status == "queued")
+                .values(status="running")
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+        except IntegrityError:
+            # Another rescore of the project is running; it closes this one when it ends, or
+            # enqueues it again if this one was queued after its last look.
+            db.session.rollback()
+            return
+        if claimed.rowcount != 1:
+            return
+        db.session.refresh(task)
     key = score_key(project)
     if key is None:
         task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
         return
     champion_id, strategy = key
-    db.session.commit()
     try:
         model = load_model(db.session.get(ModelVersion, champion_id))
         # Core columns, not ORM attributes: rows come back as plain tuples, and a text
@@ -476,6 +491,7 @@ def run_rescore(
             settle()
         task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
+        _start_queued_rescore(project.id)
     except Exception as exc:
         db.session.rollback()
         task = db.session.get(Task, task_id)
@@ -500,6 +516,16 @@ def _current_key(project_id: int) -> tuple[int, str] | None:
         return None
     strategy = (settings or {}).get("query_strategy", DEFAULT_SETTINGS["query_strategy"])
     return champion_id, strategy
+
+
+def _start_queued_rescore(project_id: int) -> None:
+    """Enqueue the rescore queued after this one's last look, unless its job is still alive."""
+    queued = _queued_rescore(project_id)
+    if queued is not None and jobs.job_status(queued.job_id) not in _ALIVE:
+        job_id = jobs.enqueue(RESCORE_JOB, queued.id, job_id=f"rescore-{queued.id}-{_stamp()}")
+        if job_id is not None:
+            queued.job_id = job_id
+            db.session.commit()
 
 
 def _close_absorbed(task_ids: list[int]) -> None:

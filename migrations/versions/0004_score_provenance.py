@@ -8,8 +8,9 @@
   id) WHERE label IS NULL, so the uncertain lane ranks only scores of the current key.
 - ix_item_pool_id: (project_id, id) WHERE label IS NULL, the rescore's walk in id order (with
   no statistics PostgreSQL otherwise walked the project's whole score index for each chunk).
-- uq_task_queued: a unique partial index on task(project_id, name) WHERE status = 'queued'
-  (duplicates queued before it are closed as succeeded: the first one covers them).
+- uq_task_queued and uq_task_running: unique partial indexes on task(project_id, name) WHERE
+  status is 'queued' / 'running' (duplicates queued before are closed as succeeded, since
+  the first covers them; duplicates running are failed but the newest).
 
 Revision ID: 0004
 Revises: 0001
@@ -28,6 +29,7 @@ branch_labels = None
 depends_on = None
 
 QUEUED = sa.text("status = 'queued'")
+RUNNING = sa.text("status = 'running'")
 UNLABELED = sa.text("label IS NULL")
 
 
@@ -76,6 +78,23 @@ def upgrade():
         sqlite_where=QUEUED,
         postgresql_where=QUEUED,
     )
+    conn.execute(
+        sa.text(
+            "UPDATE task SET status = 'failed', finished_at = :now, "
+            "error = 'Superseded: another task of its kind was running.' "
+            "WHERE status = 'running' AND id NOT IN (SELECT max(id) FROM task "
+            "WHERE status = 'running' GROUP BY project_id, name)"
+        ),
+        {"now": _now()},
+    )
+    op.create_index(
+        "uq_task_running",
+        "task",
+        ["project_id", "name"],
+        unique=True,
+        sqlite_where=RUNNING,
+        postgresql_where=RUNNING,
+    )
     # The scores already stored have no recorded strategy: rescore them under a known key.
     conn.execute(
         sa.text(
@@ -92,6 +111,9 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index(
+        "uq_task_running", table_name="task", sqlite_where=RUNNING, postgresql_where=RUNNING
+    )
     op.drop_index("uq_task_queued", table_name="task", sqlite_where=QUEUED, postgresql_where=QUEUED)
     op.drop_index("ix_item_pool_id", table_name="item")
     op.drop_index("ix_item_pool_score", table_name="item")
