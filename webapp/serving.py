@@ -68,7 +68,7 @@ def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None
 def predict(
     project: Project, data: object, external_id: str | None = None, unit: str | None = None
 ) -> dict:
-    """Predict with the champion, log the prediction, and return the API's response body."""
+    """Predict with the champion, log the prediction (flushed), and return the API's answer."""
     data = validate_data(project, data)
     champion = champion_model(project)
     if champion is None:
@@ -95,7 +95,7 @@ def predict(
         unit=unit,
     )
     db.session.add(prediction)
-    db.session.commit()
+    db.session.flush()  # the caller commits (webapp/transaction.py)
     return {
         "prediction_id": prediction.id,
         "item_id": item.id,

@@ -100,7 +100,9 @@ def predict(slug: str):
     data = body.required(payload, "data")
     external_id = body.optional_id(payload, "external_id")
     unit = body.optional_id(payload, "unit")
-    return _retrying(serving.predict, project, data, external_id, unit)
+    answer = _retrying(serving.predict, project, data, external_id, unit)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
+    return answer
 
 
 @bp.post("/projects/<slug>/predictions")
