@@ -52,7 +52,11 @@ from webapp import pool
 from webapp.extensions import db
 from webapp.models import Annotation, ApiKey, Item, Project, Skip, utcnow
 
-RAW_NEXT = "SELECT id FROM item WHERE project_id=:p AND label IS NULL ORDER BY score DESC LIMIT 1"
+RAW_NEXT = (
+    "SELECT id FROM item WHERE project_id=:p AND label IS NULL AND scored_by = "
+    "(SELECT id FROM model_version WHERE project_id=:p AND status='champion') "
+    "AND score_strategy = 'margin' ORDER BY score DESC LIMIT 1"
+)
 DISPUTED = 20
 LEASED_TOP = 5
 
@@ -157,14 +161,17 @@ def _setup_pool(project: Project, ids: list[int], n_unlabeled: int) -> None:
     model = training.fit_model(
         project.template, texts, [lab for _k in range(10) for lab in TEXT_LABELS]
     )
-    add_champion(project, artifacts.dumps(model), len(texts))
-    # Scores as a rescore leaves them: margin scores in [-1, 0], higher = label first.
+    champion = add_champion(project, artifacts.dumps(model), len(texts))
+    db.session.flush()
+    # Scores as a rescore leaves them: margin scores in [-1, 0], higher = label first, under
+    # the champion's (version id, strategy) key.
     rnd = "-(abs(random()) % 1000000) / 1000000.0" if _sqlite() else "-random()"
     db.session.execute(
         text(
-            f"UPDATE item SET score = {rnd}, scored_by = 1 WHERE project_id = :p AND label IS NULL"
+            f"UPDATE item SET score = {rnd}, scored_by = :v, score_strategy = 'margin' "
+            "WHERE project_id = :p AND label IS NULL"
         ),
-        {"p": project.id},
+        {"p": project.id, "v": champion.id},
     )
     # Other experts skipped some items: the NOT EXISTS (skip) probe runs against a real table.
     skipped = ids[:n_unlabeled:20]
