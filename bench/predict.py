@@ -73,7 +73,9 @@ def bench_backend(app, blob: bytes, texts: list[str], train_size: int, calls: in
         return resp.get_json()
 
     def direct(text: str):
-        return serving.predict(project, {"text": text})
+        answer = serving.predict(project, {"text": text})
+        db.session.commit()  # what the view does after it
+        return answer
 
     # The first call of the process loads the champion's artifact into the serving cache.
     cold, _ = timed(lambda: (http if http_route else direct)(texts[0]))

@@ -61,7 +61,11 @@ from webapp import pool
 from webapp.extensions import db
 from webapp.models import ApiKey, Item, Project, Skip, User, utcnow
 
-RAW_NEXT = "SELECT id FROM item WHERE project_id=:p AND label IS NULL ORDER BY score DESC LIMIT 1"
+RAW_NEXT = (
+    "SELECT id FROM item WHERE project_id=:p AND label IS NULL AND scored_by = "
+    "(SELECT id FROM model_version WHERE project_id=:p AND status='champion') "
+    "AND score_strategy = 'margin' ORDER BY score DESC LIMIT 1"
+)
 SKIPS = 20_000
 DISPUTED = 20
 LEASED_TOP = 5
@@ -79,6 +83,7 @@ COLUMNS = (
     "rand",
     "score",
     "scored_by",
+    "score_strategy",
     "label",
     "labeled_at",
 )
@@ -158,7 +163,9 @@ def queue_app(backend: str, fresh: bool) -> Iterator:
                 serving._cache.clear()
 
 
-def _item_rows(project_id: int, n: int, labeled: int, seed: int) -> Iterator[tuple]:
+def _item_rows(
+    project_id: int, n: int, labeled: int, seed: int, champion_id: int
+) -> Iterator[tuple]:
     rng = random.Random(seed)
     words = " ".join(WORDS.values()).split()
     now = utcnow()
@@ -173,18 +180,19 @@ def _item_rows(project_id: int, n: int, labeled: int, seed: int) -> Iterator[tup
             rng.random(),
             # Margin scores as a rescore leaves them: in [-1, 0], higher = label first.
             None if label else -rng.random(),
-            None if label else 1,
+            None if label else champion_id,
+            None if label else "margin",
             label,
             now if label else None,
         )
 
 
-def _bulk_load(project_id: int, n: int, labeled: int, seed: int) -> None:
+def _bulk_load(project_id: int, n: int, labeled: int, seed: int, champion_id: int) -> None:
     """Raw bulk insert of the items: executemany on SQLite, COPY on PostgreSQL."""
     raw = db.engine.raw_connection()
     try:
         cur = raw.cursor()
-        rows = _item_rows(project_id, n, labeled, seed)
+        rows = _item_rows(project_id, n, labeled, seed, champion_id)
         if db.engine.dialect.name == "sqlite":
             sql = (
                 f"INSERT INTO item ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -217,15 +225,6 @@ def _build(n: int) -> Project:
         raise SystemExit(f"{slug} is half-loaded: run again with --fresh")
     print(f"# loading {slug}: {n:,} unlabeled + {n // 10:,} labeled items …", flush=True)
     project = make_project(slug=slug, settings={"retrain_every": 0})
-    load_s, _ = timed(lambda: _bulk_load(project.id, n, n // 10, seed=n))
-    now = utcnow()
-    labeled = db.session.scalars(
-        select(Item.id)
-        .where(Item.project_id == project.id, Item.label.is_not(None))
-        .order_by(Item.id)
-        .limit(DISPUTED)
-    ).all()
-    db.session.execute(update(Item).where(Item.id.in_(labeled)).values(disputed_at=now))
     texts = [f"{WORDS[label]} seed {k}" for k in range(10) for label in TEXT_LABELS]
     model = training.fit_model(
         project.template, texts, [lab for _k in range(10) for lab in TEXT_LABELS]
@@ -237,6 +236,17 @@ def _build(n: int) -> Project:
         list(model.predict(texts)),
         TEXT_LABELS,
     )
+    db.session.commit()
+    # Scores carry the champion's (version id, strategy) key, as a rescore leaves them.
+    load_s, _ = timed(lambda: _bulk_load(project.id, n, n // 10, seed=n, champion_id=champion.id))
+    now = utcnow()
+    labeled = db.session.scalars(
+        select(Item.id)
+        .where(Item.project_id == project.id, Item.label.is_not(None))
+        .order_by(Item.id)
+        .limit(DISPUTED)
+    ).all()
+    db.session.execute(update(Item).where(Item.id.in_(labeled)).values(disputed_at=now))
     db.session.commit()
     print(f"# loaded in {load_s:.1f} s", flush=True)
     return project

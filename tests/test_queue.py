@@ -70,10 +70,14 @@ def test_annotated_item_leaves_the_pool_and_clears_dispute(app):
 
 def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
     project = make_project(settings={"audit_share": 0.0})
-    make_champion(project, n_labeled=150, n_pool=0)
+    champion = make_champion(project, n_labeled=150, n_pool=0)
     ids = make_items(project, 10, start=1000)
     for rank, item_id in enumerate(ids):
-        db.session.execute(update(Item).where(Item.id == item_id).values(score=-rank, scored_by=1))
+        db.session.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(score=-rank, scored_by=champion.id, score_strategy="margin")
+        )
     db.session.commit()
     item, reason = pool.next_item(project, "user:1")
     assert (item.id, reason) == (ids[0], "uncertain")
@@ -88,9 +92,13 @@ def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
 
 def test_audit_share_is_about_ten_percent_by_default(app):
     project = make_project()
-    make_champion(project, n_labeled=150, n_pool=0)
+    champion = make_champion(project, n_labeled=150, n_pool=0)
     make_items(project, 400, start=1000)
-    db.session.execute(update(Item).where(Item.label.is_(None)).values(score=0.5, scored_by=1))
+    db.session.execute(
+        update(Item)
+        .where(Item.label.is_(None))
+        .values(score=0.5, scored_by=champion.id, score_strategy="margin")
+    )
     db.session.commit()
     rng = random.Random(7)
     reasons = [pool.next_item(project, f"user:{i}", rng=rng)[1] for i in range(300)]
@@ -192,7 +200,13 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
                 train_size=0,
             )
         )
-        db.session.execute(update(Item).values(score=Item.rand, scored_by=1))
+        db.session.flush()
+        champion_id = db.session.scalar(
+            select(ModelVersion.id).where(ModelVersion.project_id == project.id)
+        )
+        db.session.execute(
+            update(Item).values(score=Item.rand, scored_by=champion_id, score_strategy="margin")
+        )
     if setup == "disputed":
         db.session.execute(update(Item).where(Item.id == ids[7]).values(disputed_at=utcnow()))
     db.session.add(Skip(annotator="user:1", item_id=ids[3]))
@@ -261,9 +275,16 @@ def test_racing_experts_each_get_the_next_best_item_of_the_lane(app):
         )
     )
     ids = make_items(project, 60)
+    champion_id = db.session.scalar(
+        select(ModelVersion.id).where(ModelVersion.project_id == project.id)
+    )
     # Scores fall with the id: the best items are the first ones imported.
     for rank, item_id in enumerate(ids):
-        db.session.execute(update(Item).where(Item.id == item_id).values(score=-rank, scored_by=1))
+        db.session.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(score=-rank, scored_by=champion_id, score_strategy="margin")
+        )
     db.session.commit()
     experts = 8
     for round_ in range(3):

@@ -101,8 +101,10 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
     run_jobs()
     first = training.champion_version(project.id)
     assert first is not None, db.session.get(RetrainRun, first_run.id).reasons
-    scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
-    assert scored and set(scored) == {1}
+    scored = db.session.execute(
+        select(Item.scored_by, Item.score_strategy).where(Item.label.is_(None))
+    ).all()
+    assert scored and set(scored) == {(first.id, "margin")}
     label_all(project, [i for i in ids[:150] if labels[i] == "tech"])
     training.trigger_retrain(project)
     run_jobs()
@@ -116,7 +118,7 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
     assert versions == {1: "retired", 2: "champion"}
     assert db.session.get(ModelVersion, first.id).status == "retired"
     scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
-    assert set(scored) == {2}
+    assert set(scored) == {training.champion_version(project.id).id}
     rescore = db.session.scalars(select(Task).where(Task.name == "rescore")).all()
     assert [t.status for t in rescore] == ["succeeded", "succeeded"]
     assert rescore[-1].progress == 60

@@ -399,6 +399,7 @@ def import_cmd(slug: str, file: str, fmt: str | None) -> None:
     if new:
         # New items get an active-learning score under the current champion, if there is one.
         training.request_rescore(project)
+        db.session.commit()
     summary = f"Imported {total} rows into {slug}: {new} new items, {known} already known."
     if with_label:
         summary += (

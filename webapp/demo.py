@@ -206,6 +206,7 @@ def build_demo(
     id_of = dict(zip((a.external_id for a in articles), ids, strict=True))
     if pool.counts(project)["items"] > before:
         training.request_rescore(project)  # a no-op until there is a champion
+        db.session.commit()
 
     label_of = {id_of[a.external_id]: a.label for a in seed_sample(articles, seed_labels)}
     if project.labeled_count == 0:

@@ -265,9 +265,13 @@ class Item(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Uniform random key drawn at insert: random audits and cold start walk an index on it.
     rand: Mapped[float] = mapped_column(Float, default=random.random)
-    # Active-learning score under the current champion (higher = more worth labeling).
+    # Active-learning score (higher = more worth labeling) and its provenance: the model
+    # version (id) and the query strategy that computed it. Scores of different strategies
+    # live on different scales (margin in [-1, 0], entropy in [0, log k]), so only scores
+    # under the current (champion, strategy) key are ranked against each other.
     score: Mapped[float | None] = mapped_column(Float)
     scored_by: Mapped[int | None] = mapped_column(Integer)
+    score_strategy: Mapped[str | None] = mapped_column(String(16))
     # Resolved label, kept in step with the annotations (the latest one, for now).
     label: Mapped[str | None] = mapped_column(String(100))
     labeled_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -309,6 +313,15 @@ class Item(db.Model):
             sqlite_where=text("label IS NULL"),
             postgresql_where=text("label IS NULL"),
         ),
+        # The rescore's walk over unlabeled items in id order (a plan that does not depend on
+        # statistics: without it PostgreSQL scanned the whole project in the score index).
+        Index(
+            "ix_item_pool_id",
+            "project_id",
+            "id",
+            sqlite_where=text("label IS NULL"),
+            postgresql_where=text("label IS NULL"),
+        ),
         Index(
             "ix_item_labeled",
             "project_id",
@@ -327,10 +340,13 @@ class Item(db.Model):
     )
 
 
-# The uncertainty lane of the queue: ORDER BY score DESC over a project's unlabeled items.
+# The uncertainty lane of the queue: ORDER BY score DESC over a project's unlabeled items
+# scored under the current key; the key leads so the lane is one range scan of current scores.
 Index(
     "ix_item_pool_score",
     Item.project_id,
+    Item.scored_by,
+    Item.score_strategy,
     Item.score.desc(),
     # Ties (tree models give few distinct scores) are broken by id inside the index, so
     # PostgreSQL never sorts a group of equal scores.
@@ -527,4 +543,26 @@ class Task(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_task_project", "project_id", "id"), one_of("status", TaskStatus))
+    __table_args__ = (
+        Index("ix_task_project", "project_id", "id"),
+        # One queued task of a kind per project, enforced by the database (like retrains):
+        # a queued rescore absorbs every later request until it starts.
+        Index(
+            "uq_task_queued",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+        # And one running: a second worker leaves a queued rescore for the running one to close.
+        Index(
+            "uq_task_running",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        one_of("status", TaskStatus),
+    )

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from labeling import sampling, training
 
-from .enums import ItemSource, ModelStatus
+from .enums import ModelStatus
 from .errors import Conflict, ValidationError
 from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item
+from .pool.items import allocate_ids, insert_items, sqlite_bulk_insert
 from .training import champion_version, load_model, request_rescore
-from .validation import validate_data, validate_label, validate_probabilities
+from .validation import validate_data, validate_label
 
 # (database, project id) -> (model version id, created_at, version number, fitted model);
 # refreshed when the champion changes, which costs one indexed query per prediction to notice.
@@ -67,7 +69,7 @@ def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None
 def predict(
     project: Project, data: object, external_id: str | None = None, unit: str | None = None
 ) -> dict:
-    """Predict with the champion, log the prediction, and return the API's response body."""
+    """Predict with the champion, log the prediction (flushed), and return the API's answer."""
     data = validate_data(project, data)
     champion = champion_model(project)
     if champion is None:
@@ -79,10 +81,12 @@ def predict(
     X = training.to_matrix(project.kind, [data], project.features)
     proba = training.predict_proba_for(model, X, labels)
     best = int(proba[0].argmax())
-    score = float(sampling.informativeness_from_proba(proba, project.setting("query_strategy"))[0])
-    item = find_or_create_item(project, data, external_id, source=ItemSource.PRODUCTION)
+    strategy = project.setting("query_strategy")
+    score = float(sampling.informativeness_from_proba(proba, strategy)[0])
+    item = find_or_create_item(project, data, external_id, source="production")
     if item.label is None:
-        item.score, item.scored_by = score, version_no
+        # The score carries its key, so the queue ranks it only against scores on its scale.
+        item.score, item.scored_by, item.score_strategy = score, version_id, strategy
     prediction = Prediction(
         project_id=project.id,
         item_id=item.id,
@@ -92,7 +96,7 @@ def predict(
         unit=unit,
     )
     db.session.add(prediction)
-    db.session.commit()
+    db.session.flush()  # the caller commits (webapp/transaction.py)
     return {
         "prediction_id": prediction.id,
         "item_id": item.id,
@@ -103,43 +107,82 @@ def predict(
 
 
 def log_predictions(project: Project, rows: list[dict]) -> list[int]:
-    """Record predictions the app's own model made; all rows are validated before any is written."""
-    checked = []
-    for i, row in enumerate(rows):
-        field = f"predictions[{i}]"
-        if not isinstance(row, dict):
-            raise ValidationError({field: "must be an object"})
-        data = validate_data(project, row.get("data"), f"{field}.data")
-        label = validate_label(project, row.get("label"), f"{field}.label")
-        probs = validate_probabilities(project, row.get("probabilities"), f"{field}.probabilities")
-        ext = _optional_str(row, "external_id", field)
-        model_name = _optional_str(row, "model", field)
-        unit = _optional_str(row, "unit", field)
-        checked.append((data, label, probs, ext, model_name, unit))
-    ids = []
-    for data, label, probs, ext, model_name, unit in checked:
-        item = find_or_create_item(project, data, ext, source=ItemSource.PRODUCTION)
-        prediction = Prediction(
-            project_id=project.id,
-            item_id=item.id,
-            model_name=model_name,
-            label=label,
-            probabilities=probs,
-            unit=unit,
+    """Record predictions the app's own model made, in bulk; return their ids in input order.
+
+    Rows come validated (the API checks each one against the project before calling this):
+    `data`, `label`, and optional `probabilities`, `external_id`, `model`, `unit`. One look-up
+    of known external ids, one bulk insert of new items, one of predictions (plus id
+    allocation on PostgreSQL), whatever the number of rows. Flushed, not committed (see
+    `webapp.transaction`); a concurrent insert of the same external id raises IntegrityError
+    for the caller to roll back and retry.
+    """
+    item_ids = insert_items(
+        project, [(row.get("external_id"), row["data"]) for row in rows], source="production"
+    )
+    now = utcnow()
+    values = [
+        (
+            item_id,
+            row.get("model"),
+            row["label"],
+            _probabilities(row.get("probabilities")),
+            row.get("unit"),
         )
-        db.session.add(prediction)
-        db.session.flush()
-        ids.append(prediction.id)
-    db.session.commit()
+        for item_id, row in zip(item_ids, rows, strict=True)
+    ]
+    if db.session.get_bind().dialect.name == "postgresql":
+        ids = _pg_insert_predictions(project.id, values, now)
+    else:
+        ids = sqlite_bulk_insert(
+            Prediction.__table__,
+            [
+                {
+                    "project_id": project.id,
+                    "item_id": item_id,
+                    "model_name": model_name,
+                    "label": label,
+                    "probabilities": probs,
+                    "unit": unit,
+                    "created_at": now,
+                }
+                for item_id, model_name, label, probs, unit in values
+            ],
+        )
     request_rescore(project)
     return ids
 
 
-def _optional_str(row: dict, key: str, field: str) -> str | None:
-    value = row.get(key)
-    if value is not None and (not isinstance(value, str) or len(value) > 200):
-        raise ValidationError({f"{field}.{key}": "must be a string of at most 200 characters"})
-    return value
+def _probabilities(value: dict | None) -> dict | None:
+    """Store probabilities as floats, whatever number type the JSON carried."""
+    return None if value is None else {k: float(p) for k, p in value.items()}
+
+
+def _pg_insert_predictions(project_id: int, values: list[tuple], now) -> list[int]:
+    """PostgreSQL: ids from the sequence, then one INSERT … SELECT FROM unnest(arrays)."""
+    ids = allocate_ids("prediction", len(values))
+    db.session.execute(
+        text(
+            "INSERT INTO prediction (id, project_id, item_id, model_name, label, probabilities, "
+            "unit, created_at) "
+            "SELECT u.id, :project_id, u.item_id, u.model_name, u.label, "
+            "CAST(u.probabilities AS json), u.unit, :now "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:item_ids AS bigint[]), "
+            "CAST(:model_names AS text[]), CAST(:labels AS text[]), "
+            "CAST(:probabilities AS text[]), CAST(:units AS text[])) "
+            "AS u(id, item_id, model_name, label, probabilities, unit)"
+        ),
+        {
+            "project_id": project_id,
+            "now": now,
+            "ids": ids,
+            "item_ids": [v[0] for v in values],
+            "model_names": [v[1] for v in values],
+            "labels": [v[2] for v in values],
+            "probabilities": [None if v[3] is None else json.dumps(v[3]) for v in values],
+            "units": [v[4] for v in values],
+        },
+    )
+    return ids
 
 
 def add_feedback(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from .errors import ValidationError
-from .models import STRATEGIES, Project
+from .models import DEFAULT_SETTINGS, STRATEGIES, Project
+from .training import request_rescore
 
 # key -> (parse, check, what a valid value is)
 _RULES = {
@@ -47,7 +48,9 @@ def parse(key: str, raw: object) -> object:
 
 
 def apply(project: Project, updates: dict[str, object]) -> None:
-    """Validate every update first, then set them all (the caller commits).
+    """Validate every update first, then set them all (flushed; the caller commits).
+
+    A new query strategy queues a rescore of the pool (`training.request_rescore`).
 
     The held-out share is fixed once the project has labels: moving it would put items the
     current champion was trained on into the held-out set, or train on held-out ones.
@@ -66,4 +69,11 @@ def apply(project: Project, updates: dict[str, object]) -> None:
             settings[key] = value
     if gate:
         settings["gate"] = gate
+    strategy_changed = settings.get("query_strategy", DEFAULT_SETTINGS["query_strategy"]) != (
+        project.setting("query_strategy")
+    )
     project.settings = settings
+    if strategy_changed:
+        # Scores of the old strategy are on another scale: score the pool again under the new
+        # one (recorded now, enqueued once the caller commits the change).
+        request_rescore(project)

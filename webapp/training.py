@@ -9,12 +9,15 @@ import json
 import logging
 import time
 import traceback
+import uuid
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from labeling import artifacts, evaluation, sampling, split, training
@@ -22,12 +25,14 @@ from labeling import artifacts, evaluation, sampling, split, training
 from . import jobs
 from .enums import ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
-from .models import Item, ModelVersion, Project, RetrainRun, Task, utcnow
+from .models import DEFAULT_SETTINGS, Item, ModelVersion, Project, RetrainRun, Task, utcnow
+from .transaction import after_commit
 
 log = logging.getLogger(__name__)
 
 RETRAIN_JOB = "worker.jobs.retrain"
 RESCORE_JOB = "worker.jobs.rescore"
+RESCORE = "rescore"  # Task.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,24 +155,78 @@ def _stamp() -> str:
 
 
 def request_rescore(project: Project) -> Task | None:
-    """Queue a rescore of the pool under the current champion, unless one is already queued."""
-    queued = db.session.scalar(
-        select(Task).where(
-            Task.project_id == project.id, Task.name == "rescore", Task.status == TaskStatus.QUEUED
-        )
-    )
+    """Record that the pool needs scoring under the current key; None before any champion.
+
+    Flushed, not committed (see `webapp.transaction`): the job is enqueued after the caller's
+    commit. A rescore already queued absorbs the request, since it reads the items to score
+    when it starts; the database allows one queued rescore per project, and a request racing
+    another for that slot reads the winner instead of failing.
+    """
+    queued = _queued_rescore(project.id)
     if queued is not None:
         return queued
     if champion_version(project.id) is None:
         return None
-    task = Task(project_id=project.id, name="rescore", status=TaskStatus.QUEUED)
-    db.session.add(task)
-    db.session.commit()
-    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}")
-    if job_id is not None:
-        task.job_id = job_id
-        db.session.commit()
-    return task
+    job_id = f"rescore-{uuid.uuid4().hex}"
+    dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
+    task_id = db.session.scalar(
+        dialect.insert(Task)
+        .values(
+            project_id=project.id,
+            name=RESCORE,
+            status="queued",
+            job_id=job_id,
+            args={},
+            progress=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[Task.project_id, Task.name], index_where=Task.status == "queued"
+        )
+        .returning(Task.id)
+    )
+    if task_id is None:
+        # Another request queued one between our look and our insert: it covers our items.
+        return _queued_rescore(project.id)
+    after_commit(lambda: jobs.enqueue(RESCORE_JOB, task_id, job_id=job_id))
+    return db.session.get(Task, task_id)
+
+
+def _queued_rescore(project_id: int) -> Task | None:
+    return db.session.scalar(
+        select(Task).where(
+            Task.project_id == project_id, Task.name == RESCORE, Task.status == "queued"
+        )
+    )
+
+
+def score_key(project: Project) -> tuple[int, str] | None:
+    """The (champion version id, query strategy) that current scores must carry; None if no
+    champion."""
+    champion_id = db.session.scalar(
+        select(ModelVersion.id).where(
+            ModelVersion.project_id == project.id, ModelVersion.status == "champion"
+        )
+    )
+    return None if champion_id is None else (champion_id, project.setting("query_strategy"))
+
+
+def current_scores(project: Project) -> list:
+    """WHERE clauses for items whose score is under the project's current key.
+
+    The uncertain lane ranks only these: a score of an older champion or another strategy is
+    on another scale (margin in [-1, 0], entropy in [0, log k]) and would jump the lane.
+    """
+    champion_id = (
+        select(ModelVersion.id)
+        .where(ModelVersion.project_id == project.id, ModelVersion.status == "champion")
+        .scalar_subquery()
+    )
+    return [
+        Item.scored_by == champion_id,
+        Item.score_strategy == project.setting("query_strategy"),
+        Item.score.is_not(None),
+    ]
 
 
 DIED = "The worker running this retrain stopped before it finished."
@@ -514,11 +573,12 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         }
         run.status = "succeeded"
         run.finished_at = now
+        if decision.promote:
+            # Recorded with the promotion, enqueued once it is committed.
+            request_rescore(db.session.get(Project, project_id))
         db.session.commit()
 
     _write_retrying(record_outcome)
-    if decision.promote:
-        request_rescore(db.session.get(Project, project_id))
 
 
 def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
@@ -536,59 +596,122 @@ def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
 def run_rescore(
     task_id: int, chunk: int = 2000, progress: Callable[[int, int], None] | None = None
 ):
-    """Score every unlabeled item with the champion, `chunk` rows at a time, in bulk updates."""
+    """Score every unlabeled item not yet scored under the current key, `chunk` rows at a time.
+
+    A job: each chunk is its own unit of work (read, predict, one bulk UPDATE, commit), so a
+    rescore that stops resumes where it stopped. Items added while it runs are scored too;
+    when it finds nothing left, it closes the rescores queued meanwhile (their items were
+    committed before them, so it has seen them). A new champion or strategy ends the pass: its
+    own rescore is queued with the change.
+    """
     task = db.session.get(Task, task_id)
     if task is None or task.status not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
         return
-    task.status = TaskStatus.RUNNING
-    db.session.commit()
     project = db.session.get(Project, task.project_id)
-    try:
-        champion = champion_version(project.id)
-        if champion is None:
-            task.status, task.finished_at = TaskStatus.SUCCEEDED, utcnow()
-            db.session.commit()
-            return
-        model = load_model(champion)
-        strategy = project.setting("query_strategy")
-        # Only items this champion has not scored yet: an import rescoring 1M rows would be waste.
-        stale = (
-            Item.project_id == project.id,
-            Item.label.is_(None),
-            or_(Item.scored_by.is_(None), Item.scored_by != champion.version),
-        )
-        task.total = db.session.scalar(select(func.count(Item.id)).where(*stale))
-        db.session.commit()
-        done, last = 0, 0
-        while True:
-            rows = db.session.execute(
-                select(Item.id, Item.data)
-                .where(*stale, Item.id > last)
-                .order_by(Item.id)
-                .limit(chunk)
-            ).all()
-            if not rows:
-                break
-            X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
-            scores = sampling.informativeness(model, X, strategy)
-            db.session.execute(
-                update(Item),
-                [
-                    {"id": r[0], "score": float(s), "scored_by": champion.version}
-                    for r, s in zip(rows, scores, strict=True)
-                ],
+    if task.status == "queued":
+        try:
+            claimed = db.session.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.status == "queued")
+                .values(status="running")
+                .execution_options(synchronize_session=False)
             )
-            last = rows[-1][0]
-            done += len(rows)
-            task.progress = done
             db.session.commit()
-            if progress:
-                progress(done, task.total or done)
-            # A newer champion makes this pass moot; its own rescore is already queued.
-            if champion_version(project.id).id != champion.id:
-                break
-        task.status, task.finished_at = TaskStatus.SUCCEEDED, utcnow()
+        except IntegrityError:
+            # Another rescore of the project is running; it closes this one when it ends, or
+            # enqueues it again if this one was queued after its last look.
+            db.session.rollback()
+            return
+        if claimed.rowcount != 1:
+            return
+        db.session.refresh(task)
+    key = score_key(project)
+    if key is None:
+        task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
+        return
+    champion_id, strategy = key
+    try:
+        model = load_model(db.session.get(ModelVersion, champion_id))
+        # Core columns, not ORM attributes: rows come back as plain tuples, and a text
+        # project reads only the text out of the JSON (->> / json_extract in the database).
+        item = Item.__table__
+        payload = item.c.data["text"].as_string() if project.kind == "text" else item.c.data
+        stale = (
+            item.c.project_id == project.id,
+            item.c.label.is_(None),
+            or_(
+                item.c.scored_by.is_(None),
+                item.c.scored_by != champion_id,
+                item.c.score_strategy.is_(None),
+                item.c.score_strategy != strategy,
+            ),
+        )
+        task.total = db.session.scalar(select(func.count(item.c.id)).where(*stale))
+        db.session.commit()
+        app = current_app._get_current_object()
+        done, last = 0, 0
+        # The database writes chunk n while this thread predicts chunk n + 1: the UPDATE runs in
+        # the database's process (or in SQLite's C code, without the GIL), so the two overlap.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-write") as writer:
+            pending: Future | None = None
+
+            def settle() -> None:
+                """Wait for the chunk being written; record the progress once it is committed."""
+                nonlocal pending, done
+                if pending is None:
+                    return
+                done += pending.result()  # a failed write raises here
+                pending = None
+                task.progress = done
+                if task.total is not None and done > task.total:
+                    task.total = done
+                db.session.commit()
+                if progress:
+                    progress(done, task.total or done)
+
+            while True:
+                if last == 0:
+                    # A pass from the start, every write before it committed: the queued
+                    # rescores it will be able to close are those queued before this look.
+                    settle()
+                    absorbable = db.session.scalars(
+                        select(Task.id).where(
+                            Task.project_id == project.id,
+                            Task.name == RESCORE,
+                            Task.status == "queued",
+                        )
+                    ).all()
+                if _current_key(project.id) != key:
+                    break  # a newer champion or strategy: its own rescore is queued
+                rows = db.session.execute(
+                    select(item.c.id, payload)
+                    .where(*stale, item.c.id > last)
+                    .order_by(item.c.id)
+                    .limit(chunk)
+                ).all()
+                db.session.commit()  # hold no snapshot while predicting
+                if not rows:
+                    settle()
+                    if last == 0:
+                        _close_absorbed(absorbable)
+                        db.session.commit()
+                        break
+                    last = 0  # one more look from the start, for items committed meanwhile
+                    continue
+                if project.kind == "text":
+                    X = [r[1] or "" for r in rows]
+                else:
+                    X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
+                scores = sampling.informativeness(model, X, strategy)
+                settle()
+                ids = [r[0] for r in rows]
+                pending = writer.submit(_write_chunk, app, ids, scores, champion_id, strategy)
+                last = ids[-1]
+            settle()
+        task.status, task.finished_at = "succeeded", utcnow()
+        db.session.commit()
+        _start_queued_rescore(project.id)
     except Exception as exc:
         db.session.rollback()
         task = db.session.get(Task, task_id)
@@ -599,3 +722,74 @@ def run_rescore(
         )
         db.session.commit()
         raise
+
+
+def _current_key(project_id: int) -> tuple[int, str] | None:
+    """The score key as committed now (fresh columns, not the session's cached project)."""
+    settings = db.session.scalar(select(Project.settings).where(Project.id == project_id))
+    champion_id = db.session.scalar(
+        select(ModelVersion.id).where(
+            ModelVersion.project_id == project_id, ModelVersion.status == "champion"
+        )
+    )
+    if champion_id is None:
+        return None
+    strategy = (settings or {}).get("query_strategy", DEFAULT_SETTINGS["query_strategy"])
+    return champion_id, strategy
+
+
+def _start_queued_rescore(project_id: int) -> None:
+    """Enqueue the rescore queued after this one's last look, unless its job is still alive."""
+    queued = _queued_rescore(project_id)
+    if queued is not None and not jobs.job_alive(queued.job_id):
+        job_id = jobs.enqueue(RESCORE_JOB, queued.id, job_id=f"rescore-{queued.id}-{_stamp()}")
+        if job_id is not None:
+            queued.job_id = job_id
+            db.session.commit()
+
+
+def _close_absorbed(task_ids: list[int]) -> None:
+    """Mark rescores queued before this pass's last look as done: it scored their items."""
+    if task_ids:
+        db.session.execute(
+            update(Task)
+            .where(Task.id.in_(task_ids), Task.status == "queued")
+            .values(status="succeeded", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _write_chunk(app, ids: list[int], scores, champion_id: int, strategy: str) -> int:
+    """Write and commit one chunk's scores in a session of its own (the rescore's writer)."""
+    with app.app_context():
+        _write_scores(ids, scores, champion_id, strategy)
+        db.session.commit()
+    return len(ids)
+
+
+def _write_scores(ids: list[int], scores, champion_id: int, strategy: str) -> None:
+    """Store one chunk's scores and key in one statement (rows labeled meanwhile are left)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One UPDATE … FROM unnest(two arrays): no per-row statement, no 4,000 parameters.
+        db.session.execute(
+            text(
+                "UPDATE item SET score = u.score, scored_by = :champion, "
+                "score_strategy = :strategy "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:scores AS float8[])) AS u(id, score) "
+                "WHERE item.id = u.id AND item.label IS NULL"
+            ),
+            {
+                "ids": ids,
+                "scores": [float(s) for s in scores],
+                "champion": champion_id,
+                "strategy": strategy,
+            },
+        )
+        return
+    # SQLite: one prepared UPDATE run for every row in C (executemany).
+    db.session.execute(
+        update(Item.__table__)
+        .where(Item.id == bindparam("item_id"), Item.label.is_(None))
+        .values(score=bindparam("new_score"), scored_by=champion_id, score_strategy=strategy),
+        [{"item_id": i, "new_score": float(s)} for i, s in zip(ids, scores, strict=True)],
+    )

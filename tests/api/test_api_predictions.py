@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from tests.api.helpers import assert_problem, item_count
-from webapp import serving
 from webapp.extensions import db
 from webapp.models import Feedback, Item, Prediction
+from webapp.pool import items
 
 
 def count(model) -> int:
@@ -230,26 +229,30 @@ def test_feedback_on_a_prediction_of_another_project_is_404(api, other, project)
 
 def test_a_concurrent_insert_of_the_same_external_id_is_answered_not_500(api, project, monkeypatch):
     """Another request creates the item between our look-up and our insert: we use theirs."""
-    original = serving.find_or_create_item
+    original = items.known_external_ids
     raced = []
 
-    def racing(project_, data, external_id, source):
-        """Let a competitor insert the item first, once, as a concurrent request would."""
+    def racing(project_, external_ids):
+        """Let a competitor insert the item right after our look-up, as a concurrent request."""
+        known = original(project_, external_ids)
         if not raced:
             raced.append(True)
             with db.engine.begin() as conn:
                 conn.execute(
                     insert(Item).values(
-                        project_id=project_.id, external_id=external_id, data=data, rand=0.5
+                        project_id=project_.id,
+                        external_id="shared",
+                        data={"text": "chip"},
+                        rand=0.5,
                     )
                 )
-            raise IntegrityError("INSERT INTO item", {}, Exception("duplicate external id"))
-        return original(project_, data, external_id, source)
+        return known
 
-    monkeypatch.setattr(serving, "find_or_create_item", racing)
+    monkeypatch.setattr(items, "known_external_ids", racing)
     row = {"data": {"text": "chip"}, "label": "tech", "external_id": "shared"}
     resp = api.post("/projects/news/predictions", {"predictions": [row]})
     assert resp.status_code == 201
     prediction = db.session.get(Prediction, resp.get_json()["ids"][0])
     assert db.session.get(Item, prediction.item_id).external_id == "shared"
     assert item_count(project) == 1
+    assert raced  # the competitor really went first

@@ -86,6 +86,7 @@ def import_items(slug: str):
     batches = pool.import_items(project, rows, source="import", batch_size=body.MAX_ROWS)
     ids = [item_id for batch in batches for item_id in batch]
     training.request_rescore(project)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     return _created({"ids": ids})
 
 
@@ -99,7 +100,9 @@ def predict(slug: str):
     data = body.required(payload, "data")
     external_id = body.optional_id(payload, "external_id")
     unit = body.optional_id(payload, "unit")
-    return _retrying(serving.predict, project, data, external_id, unit)
+    answer = _retrying(serving.predict, project, data, external_id, unit)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
+    return answer
 
 
 @bp.post("/projects/<slug>/predictions")
@@ -124,7 +127,9 @@ def log_predictions(slug: str):
         return row
 
     rows = body.each_row(body.rows(payload, "predictions", body.MAX_ROWS), "predictions", check)
-    return _created({"ids": _retrying(serving.log_predictions, project, rows)})
+    ids = _retrying(serving.log_predictions, project, rows)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
+    return _created({"ids": ids})
 
 
 @bp.post("/predictions/<int:prediction_id>/feedback")

@@ -25,6 +25,7 @@ from sqlalchemy import Select, Update, or_, select, update
 from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
+from ..training import current_scores
 
 REASONS = values(QueueReason)
 
@@ -79,6 +80,7 @@ def lanes(
     rng: random.Random,
     champion: bool,
     audit_share: float,
+    current: list | None = None,
 ) -> Iterator[tuple[Select, str]]:
     """Yield (query for the head's id, reason) per lane in priority order; each one index scan."""
     base = [Item.project_id == project_id, _free(now), _not_skipped_by(annotator)]
@@ -93,8 +95,9 @@ def lanes(
     pool = [*base, Item.label.is_(None)]
     if champion and rng.random() >= audit_share:
         yield (
+            # Only scores under the current (champion, strategy) key: others are on another scale.
             select(Item.id)
-            .where(*pool, Item.score.is_not(None))
+            .where(*pool, *(current if current is not None else [Item.score.is_not(None)]))
             .order_by(Item.score.desc(), Item.id)
             .limit(1),
             "uncertain",
@@ -137,10 +140,11 @@ def next_item(
         return held, held.lease_reason or "audit"
     project_id, audit_share = project.id, project.setting("audit_share")
     champion = has_champion(project)
+    current = current_scores(project)
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    for lane, reason in lanes(project_id, annotator, now, rng, champion, audit_share):
+    for lane, reason in lanes(project_id, annotator, now, rng, champion, audit_share, current):
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
