@@ -79,7 +79,9 @@ def init_app(app: Flask) -> None:
             if exc.code == 413:
                 limit = app.config.get("MAX_CONTENT_LENGTH")
                 detail = f"The request body is larger than the limit of {limit} bytes."
-            return problem(exc.code or 500, exc.name, detail)
+            # Keep the exception's own headers (405's Allow, 401's WWW-Authenticate, …).
+            headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+            return problem(exc.code or 500, exc.name, detail, headers=headers)
         return render_template("error.html", status=exc.code, detail=exc.description), exc.code
 
     @app.errorhandler(Exception)

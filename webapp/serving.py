@@ -14,7 +14,7 @@ from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item
 from .training import champion_version, load_model, request_rescore
-from .validation import validate_data, validate_label, validate_probabilities
+from .validation import validate_label
 
 # (database, project id) -> (model version id, created_at, version number, fitted model);
 # refreshed when the champion changes, which costs one indexed query per prediction to notice.
@@ -66,8 +66,10 @@ def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None
 def predict(
     project: Project, data: object, external_id: str | None = None, unit: str | None = None
 ) -> dict:
-    """Predict with the champion, log the prediction, and return the API's response body."""
-    data = validate_data(project, data)
+    """Predict with the champion, log the prediction, and return the API's response body.
+
+    `data` must already be checked (the API's schema, then `validation.validate_data`).
+    """
     champion = champion_model(project)
     if champion is None:
         raise Conflict(
@@ -102,19 +104,19 @@ def predict(
 
 
 def log_predictions(project: Project, rows: list[dict]) -> list[int]:
-    """Record predictions the app's own model made; all rows are validated before any is written."""
-    checked = []
-    for i, row in enumerate(rows):
-        field = f"predictions[{i}]"
-        if not isinstance(row, dict):
-            raise ValidationError({field: "must be an object"})
-        data = validate_data(project, row.get("data"), f"{field}.data")
-        label = validate_label(project, row.get("label"), f"{field}.label")
-        probs = validate_probabilities(project, row.get("probabilities"), f"{field}.probabilities")
-        ext = _optional_str(row, "external_id", field)
-        model_name = _optional_str(row, "model", field)
-        unit = _optional_str(row, "unit", field)
-        checked.append((data, label, probs, ext, model_name, unit))
+    """Record predictions the app's own model made; the rows must already be checked (the
+    API's schema, then `webapp.validation`), so a batch is written whole or not at all."""
+    checked = [
+        (
+            row["data"],
+            row["label"],
+            row.get("probabilities"),
+            row.get("external_id"),
+            row.get("model"),
+            row.get("unit"),
+        )
+        for row in rows
+    ]
     ids = []
     for data, label, probs, ext, model_name, unit in checked:
         item = find_or_create_item(project, data, ext, source="production")
@@ -132,13 +134,6 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
     db.session.commit()
     request_rescore(project)
     return ids
-
-
-def _optional_str(row: dict, key: str, field: str) -> str | None:
-    value = row.get(key)
-    if value is not None and (not isinstance(value, str) or len(value) > 200):
-        raise ValidationError({f"{field}.{key}": "must be a string of at most 200 characters"})
-    return value
 
 
 def add_feedback(

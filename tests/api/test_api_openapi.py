@@ -14,8 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
-from tests.api.helpers import Api, check_documented, validator_at
-from webapp.api.openapi import SPEC
+from tests.api.helpers import Api, check_documented, spec, validator_at
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -30,15 +29,32 @@ def api_rules(app):
             yield path, method.lower(), app.view_functions[rule.endpoint]
 
 
-def operations():
+@pytest.fixture
+def SPEC(app):
+    """The app's OpenAPI document."""
+    return spec()
+
+
+def operations(SPEC):
     """(path, method, operation) for every operation in the document."""
     for path, item in SPEC["paths"].items():
         for method, op in item.items():
+            if method == "parameters":
+                continue  # the path's own parameters, shared by its operations
             assert method in HTTP_METHODS, (path, method)
             yield path, method, op
 
 
-def test_the_document_is_served_as_is(client):
+def parameters(SPEC, path: str, op: dict) -> list[dict]:
+    """An operation's parameters, its path's included, with references resolved."""
+    declared = SPEC["paths"][path].get("parameters", []) + op.get("parameters", [])
+    return [
+        SPEC["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+        for p in declared
+    ]
+
+
+def test_the_document_is_served_as_is(client, SPEC):
     resp = client.get("/api/v1/openapi.json")
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     assert resp.get_json() == json.loads(json.dumps(SPEC))
@@ -46,14 +62,14 @@ def test_the_document_is_served_as_is(client):
     assert SPEC["servers"] == [{"url": "/api/v1"}]
 
 
-def test_every_route_is_documented_with_its_methods_and_nothing_else(app):
+def test_every_route_is_documented_with_its_methods_and_nothing_else(app, SPEC):
     routes = {(path, method) for path, method, _ in api_rules(app)}
-    documented = {(path, method) for path, method, _ in operations()}
+    documented = {(path, method) for path, method, _ in operations(SPEC)}
     assert routes == documented
 
 
-def test_each_operation_names_the_scope_its_view_enforces(app):
-    ops = {(path, method): op for path, method, op in operations()}
+def test_each_operation_names_the_scope_its_view_enforces(app, SPEC):
+    ops = {(path, method): op for path, method, op in operations(SPEC)}
     for path, method, view in api_rules(app):
         op = ops[(path, method)]
         enforced = getattr(view, "required_scope", None)
@@ -66,18 +82,15 @@ def test_each_operation_names_the_scope_its_view_enforces(app):
             assert {"401", "403"} <= set(op["responses"]), path
 
 
-def test_path_parameters_are_declared_and_bodies_document_their_errors():
-    for path, _method, op in operations():
-        declared = {
-            SPEC["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]["name"]
-            for p in op.get("parameters", [])
-        }
+def test_path_parameters_are_declared_and_bodies_document_their_errors(SPEC):
+    for path, _method, op in operations(SPEC):
+        declared = {p["name"] for p in parameters(SPEC, path, op) if p["in"] == "path"}
         assert set(re.findall(r"\{([^}]+)\}", path)) <= declared, path
         if "requestBody" in op:
             assert {"400", "413", "422"} <= set(op["responses"]), path
 
 
-def test_every_schema_is_valid_and_every_reference_resolves():
+def test_every_schema_is_valid_and_every_reference_resolves(SPEC):
     for schema in SPEC["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
 
@@ -112,14 +125,14 @@ def test_the_response_check_has_teeth(api, project):
         check_documented("GET", "/api/v1/projects/news/elsewhere", resp)
 
 
-def test_a_problem_document_missing_its_detail_fails_the_schema():
+def test_a_problem_document_missing_its_detail_fails_the_schema(app):
     validator = validator_at("/components/schemas/Problem")
     validator.validate({"type": "about:blank", "status": 404, "title": "Not found", "detail": "x"})
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({"type": "about:blank", "status": 404, "title": "Not found"})
 
 
-def test_a_reference_into_nowhere_is_caught():
+def test_a_reference_into_nowhere_is_caught(app):
     with pytest.raises(Unresolvable):
         validator_at("/components/schemas/Nope").validate({})
 
