@@ -79,9 +79,11 @@ def enum(kind: type[StrEnum], **kwargs) -> fields.String:
 def identifier(description: str, **kwargs) -> fields.String:
     """An optional identifier: a non-empty string of at most 200 characters, or null."""
     kwargs.setdefault("load_default", None)
+    message = f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
     return fields.String(
         allow_none=True,
-        validate=validate.Length(1, MAX_ID_LENGTH),
+        validate=validate.Length(1, MAX_ID_LENGTH, error=message),
+        error_messages={"invalid": message},
         metadata={"description": description},
         **kwargs,
     )
