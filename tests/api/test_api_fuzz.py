@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 from schemathesis.core.parameters import ParameterLocation
 
-from tests.api.helpers import ALL_SCOPES, SETTINGS
+from tests.api.helpers import ALL_SCOPES, FUZZ_SENT, SETTINGS
 from tests.factories import make_champion, make_key, make_project
 from webapp import serving, training
 from webapp.extensions import db
@@ -38,17 +38,6 @@ CHECKS = [
     st_checks.response_headers_conformance,
     st_checks.negative_data_rejection,
 ]
-
-SENT = {"requests": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_count(request):
-    """Print how many requests the fuzzing sent (the figure the docs quote)."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nschemathesis: {SENT['requests']} generated requests sent")
 
 
 @pytest.fixture(autouse=True)
@@ -129,5 +118,5 @@ def _steer(case, seeded: dict) -> None:
 )
 def test_every_operation_holds_to_the_document(case, seeded):
     _steer(case, seeded)
-    SENT["requests"] += 1
+    FUZZ_SENT["requests"] += 1
     case.call_and_validate(headers={"Authorization": f"Bearer {seeded['token']}"}, checks=CHECKS)

@@ -46,9 +46,19 @@ class StrictNumber(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class JsonObject(fields.Dict):
+    """Any JSON object, taken as is (its contents are checked by the project step, if at all)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Refuse anything but an object; JSON's keys are strings already."""
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        return value
+
+
 class NumberMap(fields.Dict):
-    """An object of numbers keyed by strings whose errors name the key itself
-    (`probabilities.tech`, not marshmallow's `probabilities.tech.value`)."""
+    """An object of numbers in [0, 1] keyed by strings; an error names the key itself
+    (`probabilities.tech`). Checked in one pass: it is in every row of a 1,000-row batch."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("keys", fields.String())
@@ -56,19 +66,18 @@ class NumberMap(fields.Dict):
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        """Deserialize, lifting each key's value errors up to the key."""
-        try:
-            return super()._deserialize(value, attr, data, **kwargs)
-        except ValidationError as exc:
-            if isinstance(exc.messages, dict):
-                flat = {
-                    key: (msgs.get("value") or msgs.get("key") or msgs)
-                    if isinstance(msgs, dict)
-                    else msgs
-                    for key, msgs in exc.messages.items()
-                }
-                raise ValidationError(flat) from None
-            raise
+        """The mapping with float values, or the errors of each bad value by key."""
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        errors = {}
+        for key, number in value.items():
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                errors[key] = ["Not a valid number."]
+            elif not 0 <= number <= 1:
+                errors[key] = ["Must be greater than or equal to 0 and less than or equal to 1."]
+        if errors:
+            raise ValidationError(errors)
+        return {key: float(number) for key, number in value.items()}
 
 
 def enum(kind: type[StrEnum], **kwargs) -> fields.String:
@@ -99,8 +108,7 @@ def external_id(**kwargs) -> fields.String:
 
 def item_data(**kwargs) -> fields.Dict:
     """An item's data: an object, checked against the project's kind after parsing."""
-    return fields.Dict(
-        keys=fields.String(),
+    return JsonObject(
         metadata={
             "description": (
                 'The model input. A `text` project takes `{"text": "…"}` (1 to '
