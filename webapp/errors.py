@@ -74,15 +74,16 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # Keep the exception's own headers (405's Allow, 401's WWW-Authenticate, …).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         if _wants_problem():
             detail = exc.description or exc.name
             if exc.code == 413:
                 limit = app.config.get("MAX_CONTENT_LENGTH")
                 detail = f"The request body is larger than the limit of {limit} bytes."
-            # Keep the exception's own headers (405's Allow, 401's WWW-Authenticate, …).
-            headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
             return problem(exc.code or 500, exc.name, detail, headers=headers)
-        return render_template("error.html", status=exc.code, detail=exc.description), exc.code
+        page = render_template("error.html", status=exc.code, detail=exc.description)
+        return page, exc.code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -129,3 +129,9 @@ def test_the_csv_export_imports_back_with_corrigo_import(api, project, runner, t
 
     assert contents(copy) == contents(project)
     assert len(contents(copy)) == len(ids) == 20
+
+
+def test_a_page_answers_a_wrong_method_with_allow_too(client):
+    resp = client.delete("/login")
+    assert resp.status_code == 405 and resp.mimetype == "text/html"
+    assert "GET" in resp.headers["Allow"].split(", ")

@@ -9,6 +9,7 @@ validates requests with them and flask-smorest draws the OpenAPI document from t
 from __future__ import annotations
 
 import functools
+import re
 from copy import deepcopy
 from datetime import datetime
 
@@ -126,14 +127,29 @@ class Parser(FlaskParser):
         raise invalid(field_errors(messages), batch="json" in error.messages)
 
 
+PATH_PARAMETERS = {
+    "slug": "The project's slug; it must be the API key's own project.",
+    "item_id": "An item of the API key's project.",
+    "prediction_id": "A prediction of the API key's project.",
+    "run_id": "A retrain run of the API key's project.",
+}
+
+
 class Blueprint(SmorestBlueprint):
     """A resource's blueprint: the problem-document parser, and its name as the default tag."""
 
     ARGUMENTS_PARSER = Parser()
 
     def route(self, rule, *, parameters=None, tags=None, **options):
-        """Register a view, tagged with the resource's name."""
-        return super().route(rule, parameters=parameters, tags=tags or [self.name], **options)
+        """Register a view, tagged with the resource's name, its path parameters described."""
+        described = [
+            {"in": "path", "name": name, "description": description}
+            for name, description in PATH_PARAMETERS.items()
+            if re.search(rf"<(?:\w+:)?{name}>", rule)
+        ]
+        return super().route(
+            rule, parameters=[*described, *(parameters or [])], tags=tags or [self.name], **options
+        )
 
 
 def _operation_id(name: str) -> str:
