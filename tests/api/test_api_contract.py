@@ -71,7 +71,7 @@ def test_the_docs_page_loads_only_what_this_server_serves(client):
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert len(refs) == 4 and not [r for r in refs if "//" in r], refs
+    assert len(refs) == 5 and not [r for r in refs if "//" in r], refs
     for ref in refs:
         asset = client.get(ref)
         assert asset.status_code == 200, ref

@@ -20,7 +20,12 @@ blp = Blueprint("meta", __name__, description="This document.")
 pages = FlaskBlueprint("api_docs", __name__, url_prefix="/api/docs")
 
 # The only files the page loads (the package ships editor bundles and source maps too).
-ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
+ASSETS = (
+    "swagger-ui.css",
+    "swagger-ui-bundle.js",
+    "swagger-ui-standalone-preset.js",
+    "favicon-32x32.png",
+)
 
 
 def document() -> dict:
