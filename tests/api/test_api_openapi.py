@@ -15,6 +15,10 @@ from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
 from tests.api.helpers import Api, check_documented, spec, validator_at
+from webapp import training
+from webapp.enums import Decision, ModelStatus, QueueReason, RunStatus, Trigger, values
+from webapp.extensions import db
+from webapp.models import RetrainRun
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -148,3 +152,21 @@ def test_error_answers_match_the_problem_schema(client, api, project):
         api.post("/projects/news/items", {"items": []}),
     ]
     assert [a.status_code for a in answers] == [401, 401, 404, 409, 400, 422]
+
+
+def test_status_like_fields_document_the_enums_of_webapp_enums(SPEC):
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["Run"]["properties"]["status"]["enum"] == list(values(RunStatus))
+    assert schemas["Run"]["properties"]["trigger"]["enum"] == list(values(Trigger))
+    assert schemas["Run"]["properties"]["decision"]["enum"] == [*values(Decision), None]
+    assert schemas["QueueItem"]["properties"]["reason"]["enum"] == list(values(QueueReason))
+    assert schemas["ModelVersion"]["properties"]["status"]["enum"] == list(values(ModelStatus))
+
+
+def test_runs_of_every_trigger_are_answered_as_documented(api, project):
+    for trigger in Trigger:
+        run = training.trigger_retrain(project, trigger=trigger)
+        # Api checks the answer against the document, whose `trigger` enum must name it.
+        assert api.get(f"/projects/news/runs/{run.id}").get_json()["trigger"] == trigger
+        db.session.delete(db.session.get(RetrainRun, run.id))
+        db.session.commit()
