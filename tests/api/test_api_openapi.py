@@ -12,6 +12,8 @@ import re
 import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
 from tests.api.helpers import Api, check_documented, spec, validator_at
@@ -64,6 +66,14 @@ def test_the_document_is_served_as_is(client, SPEC):
     assert resp.get_json() == json.loads(json.dumps(SPEC))
     assert SPEC["openapi"] == "3.1.0"
     assert SPEC["servers"] == [{"url": "/api/v1"}]
+
+
+def test_the_document_is_valid_openapi_3_1(SPEC):
+    validate(json.loads(json.dumps(SPEC)), cls=OpenAPIV31SpecValidator)
+    broken = json.loads(json.dumps(SPEC))
+    broken["paths"]["/projects/{slug}/models"]["get"]["responses"]["200"].pop("description")
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken, cls=OpenAPIV31SpecValidator)
 
 
 def test_every_route_is_documented_with_its_methods_and_nothing_else(app, SPEC):
