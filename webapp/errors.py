@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, Response, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .extensions import db
+
 PROBLEM = "application/problem+json"
 
 
@@ -88,6 +90,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         app.logger.exception("unhandled error")
+        # A failed statement leaves the transaction aborted; nothing of it may be committed
+        # later by whatever shares the session (a test's or a CLI command's app context).
+        db.session.rollback()
         if _wants_problem():
             return problem(500, "Internal Server Error", "An unexpected error occurred.")
         return render_template("error.html", status=500, detail="Unexpected error."), 500
