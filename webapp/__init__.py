@@ -35,13 +35,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from .admin import bp as admin_bp
     from .annotate import bp as annotate_bp
-    from .api import bp as api_bp
+    from .api import init_app as init_api
     from .auth import bp as auth_bp
     from .monitor import bp as monitor_bp
     from .runs import bp as runs_bp
 
     app.register_blueprint(auth_bp)
-    app.register_blueprint(api_bp)
+    init_api(app)
     app.register_blueprint(monitor_bp)
     app.register_blueprint(annotate_bp)
     app.register_blueprint(runs_bp)

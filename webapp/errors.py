@@ -7,6 +7,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from .extensions import db
+
 PROBLEM = "application/problem+json"
 
 
@@ -88,13 +90,16 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # Keep the exception's own headers (405's Allow, 401's WWW-Authenticate, …).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         if _wants_problem():
             detail = exc.description or exc.name
             if exc.code == 413:
                 limit = app.config.get("MAX_CONTENT_LENGTH")
                 detail = f"The request body is larger than the limit of {limit} bytes."
-            return problem(exc.code or 500, exc.name, detail)
-        return render_template("error.html", status=exc.code, detail=exc.description), exc.code
+            return problem(exc.code or 500, exc.name, detail, headers=headers)
+        page = render_template("error.html", status=exc.code, detail=exc.description)
+        return page, exc.code, headers
 
     @app.teardown_appcontext
     def release_session(exc: BaseException | None) -> None:
@@ -115,6 +120,9 @@ def init_app(app: Flask) -> None:
         if _unavailable(exc):
             return database_unavailable(exc)
         app.logger.exception("unhandled error")
+        # A failed statement leaves the transaction aborted; nothing of it may be committed
+        # later by whatever shares the session (a test's or a CLI command's app context).
+        db.session.rollback()
         if _wants_problem():
             return problem(500, "Internal Server Error", "An unexpected error occurred.")
         return render_template("error.html", status=500, detail="Unexpected error."), 500

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .api.fields import check_external_id
 from .errors import ValidationError
 from .models import Project
 from .validation import validate_data, validate_label
@@ -20,8 +21,14 @@ from .validation import validate_data, validate_label
 # CSV columns (and JSONL fields) that are not item data, so no feature may take their names.
 RESERVED_COLUMNS = ("external_id", "label")
 MAX_REPORTED_ERRORS = 10
-# Fields of `GET /api/v1/projects/{slug}/labels?format=jsonl` rows that an import ignores.
+# Fields of `GET /api/v1/projects/{slug}/labels` rows that an import ignores.
 EXPORT_ONLY_FIELDS = ("item_id", "split")
+# The labels export's CSV columns: `data` holds the item's data as a JSON string.
+CSV_EXPORT_COLUMNS = ["item_id", "external_id", "data", "label", "split"]
+# A CSV cell starting with one of these runs as a formula in a spreadsheet (OWASP's list), so
+# the export writes it with a leading apostrophe; a cell starting with an apostrophe gets one
+# more, so that the import can take exactly one off and restore every value as it was.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 class FileError(ValueError):
@@ -44,15 +51,14 @@ def validation_message(exc: ValidationError) -> str:
     return f"{field}: {message}"
 
 
-def check_external_id(value: object) -> str | None:
-    """Return a valid external id (or None); raise ValueError with the reason otherwise."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValueError("external_id: must be a non-empty string")
-    if len(value) > 200:
-        raise ValueError("external_id: must be at most 200 characters")
-    return value
+def escape_cell(value: str) -> str:
+    """A CSV cell no spreadsheet runs as a formula (`=1+1` is written `'=1+1`)."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def unescape_cell(value: str) -> str:
+    """The value `escape_cell` wrote this cell for."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def check_label(project: Project, value: object) -> str | None:
@@ -128,6 +134,14 @@ def csv_number(column: str, cell: str) -> float:
     return value
 
 
+def _json_cell(column: str, cell: str) -> object:
+    """Parse a JSON CSV cell, or raise ValueError naming the column."""
+    try:
+        return json.loads(cell)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"column {column!r}: not valid JSON ({exc.msg})") from None
+
+
 def parse_csv(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
     """Yield (line number, row or error) for each record of a CSV file with a header line."""
     reader = csv.reader(fh)
@@ -136,7 +150,12 @@ def parse_csv(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
     except StopIteration:
         return
     data_columns = ["text"] if project.kind == "text" else list(project.features)
-    allowed = [*data_columns, *RESERVED_COLUMNS]
+    if "data" in header:
+        # The labels export: the item's data as one JSON column, beside columns to ignore.
+        data_columns = ["data"]
+        allowed = [*CSV_EXPORT_COLUMNS]
+    else:
+        allowed = [*data_columns, *RESERVED_COLUMNS]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise FileError(f"line 1: column {repeated[0]!r} appears twice")
@@ -156,9 +175,11 @@ def parse_csv(project: Project, fh) -> Iterator[tuple[int, ImportRow | str]]:
         if len(cells) != len(header):
             yield line, f"expected {len(header)} fields, found {len(cells)}"
             continue
-        record = dict(zip(header, cells, strict=True))
+        record = {k: unescape_cell(v) for k, v in zip(header, cells, strict=True)}
         try:
-            if project.kind == "text":
+            if data_columns == ["data"]:
+                data = _json_cell("data", record["data"])
+            elif project.kind == "text":
                 data: dict = {"text": record["text"]}
             else:
                 data = {"features": {f: csv_number(f, record[f]) for f in project.features}}

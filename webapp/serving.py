@@ -17,7 +17,7 @@ from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item
 from .pool.items import allocate_ids, insert_items, sqlite_bulk_insert
 from .training import champion_version, load_model, request_rescore
-from .validation import validate_data, validate_label
+from .validation import validate_label
 
 # (database, project id) -> (model version id, created_at, version number, fitted model);
 # refreshed when the champion changes, which costs one indexed query per prediction to notice.
@@ -69,8 +69,10 @@ def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None
 def predict(
     project: Project, data: object, external_id: str | None = None, unit: str | None = None
 ) -> dict:
-    """Predict with the champion, log the prediction (flushed), and return the API's answer."""
-    data = validate_data(project, data)
+    """Predict with the champion, log the prediction, and return the API's response body.
+
+    `data` must already be checked (the API's schema, then `validation.validate_data`).
+    """
     champion = champion_model(project)
     if champion is None:
         raise Conflict(

@@ -1,6 +1,7 @@
 """Project-dependent checks shared by the API, the CLI and the web pages.
 
-They run after a body is parsed: the item's data against the project's kind and features, a
+They are the one step after parsing (once the API's schemas, the import-file parser or a form
+have checked the input's shape): the item's data against the project's kind and features, a
 label against the project's label set, probabilities against both. Each raises
 `ValidationError` naming the offending field.
 """
@@ -11,6 +12,7 @@ import math
 
 from labeling.training import FEATURE_BOUND
 
+from .api.fields import MAX_TEXT_LENGTH
 from .enums import Kind
 from .errors import ValidationError
 from .models import Project
@@ -24,6 +26,10 @@ def validate_data(project: Project, data: object, field: str = "data") -> dict:
         text = data.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ValidationError({f"{field}.text": "must be a non-empty string"})
+        if len(text) > MAX_TEXT_LENGTH:
+            raise ValidationError(
+                {f"{field}.text": f"must be at most {MAX_TEXT_LENGTH:,} characters"}
+            )
         return data
     features = data.get("features")
     if not isinstance(features, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from tests.api.helpers import ALL_SCOPES, SETTINGS, Api, label_all
+from tests.api.helpers import ALL_SCOPES, FUZZ_SENT, SETTINGS, Api, label_all
 from tests.factories import make_items, make_key, make_project
 from webapp import training
 from webapp.extensions import db
@@ -52,3 +52,11 @@ def champion(project, run_jobs):
     version = db.session.scalar(select(ModelVersion).where(ModelVersion.status == "champion"))
     assert version is not None, "the fixture's model should pass the gate"
     return version
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many generated requests the schemathesis fuzzing sent."""
+    if FUZZ_SENT["requests"]:
+        terminalreporter.write_line(
+            f"schemathesis: {FUZZ_SENT['requests']} generated requests sent and checked"
+        )

@@ -12,20 +12,28 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.factories import label_all  # noqa: F401 (the one helper, re-exported for the API tests)
 from webapp import pool
-from webapp.api.openapi import SPEC
+from webapp.api.docs import document
 
 ALL_SCOPES = ("predict", "feedback", "label", "admin")
+# Requests the schemathesis fuzzing sent in this run (reported at the end of the run).
+FUZZ_SENT = {"requests": 0}
 # A small held-out minimum lets a model trained on a few dozen labels pass the gate.
 SETTINGS = {"gate": {"min_heldout": 5}}
 
 _SPEC_URI = "urn:corrigo:openapi"
-_REGISTRY = Registry().with_resource(
-    _SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)
-)
-_TEMPLATES = [
-    (re.compile("^/api/v1" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
-    for path in SPEC["paths"]
-]
+
+
+def spec() -> dict:
+    """The app's OpenAPI document (generated from the API's schemas)."""
+    return document()
+
+
+def _templates(doc: dict) -> list[tuple[re.Pattern, str]]:
+    """A regex per documented path template."""
+    return [
+        (re.compile("^/api/v1" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
+        for path in doc["paths"]
+    ]
 
 
 def _pointer(*segments: str) -> str:
@@ -35,22 +43,26 @@ def _pointer(*segments: str) -> str:
 
 def documented_response(method: str, path: str, status: int) -> tuple[dict, str]:
     """The documented response for a request, with the JSON pointer to it in the spec."""
-    template = next((t for rx, t in _TEMPLATES if rx.match(path)), None)
+    doc = spec()
+    template = next((t for rx, t in _templates(doc) if rx.match(path)), None)
     assert template is not None, f"{path} is not in the OpenAPI document"
-    operation = SPEC["paths"][template].get(method.lower())
+    operation = doc["paths"][template].get(method.lower())
     assert operation is not None, f"{method} {template} is not in the OpenAPI document"
     response = operation["responses"].get(str(status))
     assert response is not None, f"{method} {template} does not document status {status}"
     pointer = _pointer("paths", template, method.lower(), "responses", str(status))
     if "$ref" in response:
         pointer = response["$ref"][1:]
-        response = SPEC["components"]["responses"][pointer.rsplit("/", 1)[1]]
+        response = doc["components"]["responses"][pointer.rsplit("/", 1)[1]]
     return response, pointer
 
 
 def validator_at(pointer: str) -> Draft202012Validator:
     """A validator for the schema at a JSON pointer into the OpenAPI document."""
-    return Draft202012Validator({"$ref": f"{_SPEC_URI}#{pointer}"}, registry=_REGISTRY)
+    registry = Registry().with_resource(
+        _SPEC_URI, Resource.from_contents(spec(), default_specification=DRAFT202012)
+    )
+    return Draft202012Validator({"$ref": f"{_SPEC_URI}#{pointer}"}, registry=registry)
 
 
 def check_documented(method: str, path: str, resp) -> None:

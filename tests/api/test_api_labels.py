@@ -12,7 +12,7 @@ from sqlalchemy import update
 from labeling.split import split_of
 from tests.api.helpers import assert_problem, label_all
 from tests.factories import make_items
-from webapp.api import routes
+from webapp.api import labels as routes
 from webapp.extensions import db
 from webapp.models import Item
 

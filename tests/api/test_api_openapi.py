@@ -12,11 +12,16 @@ import re
 import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
-from tests.api.helpers import Api, check_documented, label_all, validator_at
+from tests.api.helpers import Api, check_documented, label_all, spec, validator_at
 from tests.factories import make_items
-from webapp.api.openapi import SPEC
+from webapp import training
+from webapp.enums import Decision, ModelStatus, QueueReason, RunStatus, Trigger, values
+from webapp.extensions import db
+from webapp.models import RetrainRun
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -31,15 +36,32 @@ def api_rules(app):
             yield path, method.lower(), app.view_functions[rule.endpoint]
 
 
-def operations():
+@pytest.fixture
+def SPEC(app):
+    """The app's OpenAPI document."""
+    return spec()
+
+
+def operations(SPEC):
     """(path, method, operation) for every operation in the document."""
     for path, item in SPEC["paths"].items():
         for method, op in item.items():
+            if method == "parameters":
+                continue  # the path's own parameters, shared by its operations
             assert method in HTTP_METHODS, (path, method)
             yield path, method, op
 
 
-def test_the_document_is_served_as_is(client):
+def parameters(SPEC, path: str, op: dict) -> list[dict]:
+    """An operation's parameters, its path's included, with references resolved."""
+    declared = SPEC["paths"][path].get("parameters", []) + op.get("parameters", [])
+    return [
+        SPEC["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+        for p in declared
+    ]
+
+
+def test_the_document_is_served_as_is(client, SPEC):
     resp = client.get("/api/v1/openapi.json")
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     assert resp.get_json() == json.loads(json.dumps(SPEC))
@@ -47,14 +69,22 @@ def test_the_document_is_served_as_is(client):
     assert SPEC["servers"] == [{"url": "/api/v1"}]
 
 
-def test_every_route_is_documented_with_its_methods_and_nothing_else(app):
+def test_the_document_is_valid_openapi_3_1(SPEC):
+    validate(json.loads(json.dumps(SPEC)), cls=OpenAPIV31SpecValidator)
+    broken = json.loads(json.dumps(SPEC))
+    broken["paths"]["/projects/{slug}/models"]["get"]["responses"]["200"].pop("description")
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken, cls=OpenAPIV31SpecValidator)
+
+
+def test_every_route_is_documented_with_its_methods_and_nothing_else(app, SPEC):
     routes = {(path, method) for path, method, _ in api_rules(app)}
-    documented = {(path, method) for path, method, _ in operations()}
+    documented = {(path, method) for path, method, _ in operations(SPEC)}
     assert routes == documented
 
 
-def test_each_operation_names_the_scope_its_view_enforces(app):
-    ops = {(path, method): op for path, method, op in operations()}
+def test_each_operation_names_the_scope_its_view_enforces(app, SPEC):
+    ops = {(path, method): op for path, method, op in operations(SPEC)}
     for path, method, view in api_rules(app):
         op = ops[(path, method)]
         enforced = getattr(view, "required_scope", None)
@@ -67,18 +97,15 @@ def test_each_operation_names_the_scope_its_view_enforces(app):
             assert {"401", "403"} <= set(op["responses"]), path
 
 
-def test_path_parameters_are_declared_and_bodies_document_their_errors():
-    for path, _method, op in operations():
-        declared = {
-            SPEC["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]["name"]
-            for p in op.get("parameters", [])
-        }
+def test_path_parameters_are_declared_and_bodies_document_their_errors(SPEC):
+    for path, _method, op in operations(SPEC):
+        declared = {p["name"] for p in parameters(SPEC, path, op) if p["in"] == "path"}
         assert set(re.findall(r"\{([^}]+)\}", path)) <= declared, path
         if "requestBody" in op:
             assert {"400", "413", "422"} <= set(op["responses"]), path
 
 
-def test_every_schema_is_valid_and_every_reference_resolves():
+def test_every_schema_is_valid_and_every_reference_resolves(SPEC):
     for schema in SPEC["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
 
@@ -114,14 +141,14 @@ def test_the_response_check_has_teeth(api, project):
         check_documented("GET", "/api/v1/projects/news/elsewhere", resp)
 
 
-def test_a_problem_document_missing_its_detail_fails_the_schema():
+def test_a_problem_document_missing_its_detail_fails_the_schema(app):
     validator = validator_at("/components/schemas/Problem")
     validator.validate({"type": "about:blank", "status": 404, "title": "Not found", "detail": "x"})
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({"type": "about:blank", "status": 404, "title": "Not found"})
 
 
-def test_a_reference_into_nowhere_is_caught():
+def test_a_reference_into_nowhere_is_caught(app):
     with pytest.raises(Unresolvable):
         validator_at("/components/schemas/Nope").validate({})
 
@@ -137,3 +164,21 @@ def test_error_answers_match_the_problem_schema(client, api, project):
         api.post("/projects/news/items", {"items": []}),
     ]
     assert [a.status_code for a in answers] == [401, 401, 404, 409, 400, 422]
+
+
+def test_status_like_fields_document_the_enums_of_webapp_enums(SPEC):
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["Run"]["properties"]["status"]["enum"] == list(values(RunStatus))
+    assert schemas["Run"]["properties"]["trigger"]["enum"] == list(values(Trigger))
+    assert schemas["Run"]["properties"]["decision"]["enum"] == [*values(Decision), None]
+    assert schemas["QueueItem"]["properties"]["reason"]["enum"] == list(values(QueueReason))
+    assert schemas["ModelVersion"]["properties"]["status"]["enum"] == list(values(ModelStatus))
+
+
+def test_runs_of_every_trigger_are_answered_as_documented(api, project):
+    for trigger in Trigger:
+        run = training.trigger_retrain(project, trigger=trigger)
+        # Api checks the answer against the document, whose `trigger` enum must name it.
+        assert api.get(f"/projects/news/runs/{run.id}").get_json()["trigger"] == trigger
+        db.session.delete(db.session.get(RetrainRun, run.id))
+        db.session.commit()

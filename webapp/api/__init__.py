@@ -1,7 +1,18 @@
-"""The api feature."""
+"""The REST API, v1: imports, predictions, feedback, the labeling queue, retrains and exports.
 
-from flask import Blueprint
+One module per resource (`items`, `predictions`, `queue`, `runs`, `models`, `labels`, `docs`),
+each with its request and response schemas beside its views; `mount` puts them under
+`/api/v1` and builds the OpenAPI document from the same schemas. This package imports nothing
+at import time, so `webapp.validation` and the CLI can import `webapp.api.fields` freely.
+"""
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+from __future__ import annotations
 
-from . import exclusions, routes  # noqa: E402,F401
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Mount the API, its OpenAPI document and its docs page on the app."""
+    from .mount import mount
+
+    mount(app)

@@ -1,22 +1,26 @@
-"""Request bodies: JSON parsing and field checks whose errors name the offending field."""
+"""Reading a request body: the JSON parse step that runs before a schema sees the body.
+
+The schemas check the shape of a body; this step makes sure there is JSON to check: a JSON
+Content-Type (415 otherwise), valid JSON (400 "Malformed JSON"), an object (422 on `body`), and
+only values a column can store (no NUL, no unpaired surrogates, no 64-bit overflow, bounded
+depth), whatever schema reads it next.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 
 from flask import request
 
 from ..errors import ApiError, ValidationError
 
-# Rows per import or prediction-log request: one transaction, and a bounded response time.
-MAX_ROWS = 1000
 MAX_DEPTH = 32
-MAX_ERRORS = 20
 # JSON integers are unbounded; the database and the float maths downstream are not.
 INT_LIMIT = 2**63
-MAX_ID_LENGTH = 200
+# Bodies are JSON. No Content-Type and the form type are read as JSON too: that is what
+# `curl -d` sends, and v1 clients rely on it. Any other type is answered 415.
+FORM = "application/x-www-form-urlencoded"
 
 
 def _reject_constant(name: str):
@@ -24,8 +28,34 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def is_json(mimetype: str) -> bool:
+    """Whether a body of this media type is read as JSON."""
+    return (
+        not mimetype
+        or mimetype == FORM
+        or mimetype == "application/json"
+        or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+    )
+
+
 def json_object() -> dict:
+    """The request body as a JSON object (parsed once per request): 415, 400 or 422 if not."""
+    # Kept in the WSGI environ: `g` lives as long as the app context, which a test (or a CLI
+    # command) may share between requests.
+    environ = request.environ
+    if "corrigo.api_body" not in environ:
+        environ["corrigo.api_body"] = _parse()
+    return environ["corrigo.api_body"]
+
+
+def _parse() -> dict:
     """Parse the request body as a JSON object: 400 if it is not JSON, 422 if not an object."""
+    if not is_json(request.mimetype):
+        raise ApiError(
+            415,
+            "Unsupported Media Type",
+            f"The body is {request.mimetype}; send JSON with Content-Type: application/json.",
+        )
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ApiError(400, "Malformed JSON", "The request body is empty; send a JSON object.")
@@ -75,73 +105,3 @@ def _check_string(value: str, path: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError({path: "must be valid Unicode (no unpaired surrogates)"}) from None
-
-
-def name(prefix: str, key: str) -> str:
-    """The field name for `key` inside `prefix` (`items[3]` + `data` -> `items[3].data`)."""
-    return f"{prefix}.{key}" if prefix else key
-
-
-def only(obj: dict, allowed: Iterable[str], prefix: str = "") -> None:
-    """Reject fields the endpoint does not know, so a typo is not silently ignored."""
-    allowed = set(allowed)
-    unknown = sorted(k for k in obj if k not in allowed)
-    if unknown:
-        expected = ", ".join(sorted(allowed))
-        raise ValidationError(
-            {name(prefix, unknown[0]): f"is not a known field; expected {expected}"}
-        )
-
-
-def required(obj: dict, key: str, prefix: str = ""):
-    """Return a field that must be present."""
-    if obj.get(key) is None:
-        raise ValidationError({name(prefix, key): "is required"})
-    return obj[key]
-
-
-def optional_id(obj: dict, key: str, prefix: str = "") -> str | None:
-    """Return an optional identifier: a non-empty string of at most 200 characters."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise ValidationError(
-            {name(prefix, key): f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"}
-        )
-    return value
-
-
-def rows(obj: dict, key: str, limit: int) -> list:
-    """Return a required list field of 1 to `limit` rows."""
-    value = required(obj, key)
-    if not isinstance(value, list):
-        raise ValidationError({key: "must be an array"})
-    if not 1 <= len(value) <= limit:
-        raise ValidationError(
-            {key: f"must hold 1 to {limit} rows; got {len(value)} (split larger batches)"}
-        )
-    return value
-
-
-def each_row(values: list, key: str, check) -> list:
-    """Check every row with `check(row, prefix)`; report the errors of all rows, not only the first.
-
-    Nothing is written unless every row passes, so a batch is all or nothing.
-    """
-    checked, errors = [], {}
-    for i, row in enumerate(values):
-        prefix = f"{key}[{i}]"
-        try:
-            if not isinstance(row, dict):
-                raise ValidationError({prefix: "must be an object"})
-            checked.append(check(row, prefix))
-        except ValidationError as exc:
-            errors.update(exc.errors)
-            if len(errors) >= MAX_ERRORS:
-                break
-    if errors:
-        first, message = next(iter(errors.items()))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ValidationError(errors, detail=f"{first}: {message}{more}; nothing was written.")
-    return checked
