@@ -143,7 +143,7 @@ def init_app(app: Flask) -> None:
     # A new app starts with its Redis presumed up (an earlier app's outage is not its own).
     limiter._storage_dead = False
     if not _api_limited:
-        from ..api import bp as api_bp
+        from ..api.mount import bp as api_bp
 
         limiter.limit(api_limit, key_func=api_key_prefix)(api_bp)
         _api_limited.append(True)
