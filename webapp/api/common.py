@@ -19,8 +19,8 @@ from flask_smorest.utils import deepupdate
 from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
-from werkzeug.routing import ValidationError as NoMatch
 
 from ..auth.keys import owned, project_for_key, require_scope
 from ..errors import ValidationError
@@ -204,16 +204,20 @@ def scoped(scope: str | None, description: str, errors: tuple[int, ...] = ()):
 
 
 class BigIdConverter(IntegerConverter):
-    """A path id of a 64-bit column: a larger number matches no route (404), never a query."""
+    """A path id of a 64-bit column: a larger number is a 404 before any query."""
 
     # Not `max`: werkzeug's converter keeps its own (unset) bound there.
     limit = MAX_BIG_ID
 
     def to_python(self, value: str) -> int:
-        """The id, or no match when no row can have it."""
+        """The id; 404 when no row can have it.
+
+        Not werkzeug's "no match": with a second rule on the same path (POST and DELETE of
+        one resource), that would make the other rule's method answer 405 instead.
+        """
         number = super().to_python(value)
         if number > self.limit:
-            raise NoMatch()
+            raise NotFound(f"There is no row with id {number}: ids stop at {self.limit}.")
         return number
 
 
