@@ -17,7 +17,7 @@ from webapp import pool, training
 from webapp.extensions import db
 from webapp.models import Annotation, Item, ModelVersion, RetrainRun, Skip, utcnow
 from webapp.pool import exclusion
-from webapp.pool.queue import _candidates
+from webapp.pool.queue import lanes as queue_lanes
 
 SETTINGS = {"gate": {"min_heldout": 5}, "retrain_every": 0}
 
@@ -147,32 +147,42 @@ def test_each_lane_still_walks_its_index_with_the_exclusion_predicate(app):
     """The queue's own lane statements, explained: excluded rows are a filter, not a new plan."""
     project = make_project()
     ids = make_items(project, 300)
-    db.session.execute(update(Item).where(Item.id.in_(ids[:100])).values(score=0.5, scored_by=1))
     db.session.execute(update(Item).where(Item.id.in_(ids[100:110])).values(disputed_at=utcnow()))
     for item_id in ids[::50]:
         exclusion.exclude(db.session.get(Item, item_id), "user:9", "bad")
     db.session.commit()
-    lanes = dict(
-        (reason, query)
-        for query, reason in _candidates(project, "user:1", utcnow(), random.Random(0))
-    )
-    # Without a champion the lanes are disputed and cold-start; then with one (no audits drawn).
 
-    db.session.add(
-        ModelVersion(
-            project_id=project.id,
-            version=1,
-            status="champion",
-            template="text-logreg",
-            labels=project.labels,
-            artifact=b"",
-            snapshot_digest="d",
-            train_size=1,
-        )
+    def statements(champion: bool) -> dict:
+        """The queue's own lane statements, by reason (no audits drawn)."""
+        current = training.current_scores(project)
+        return {
+            reason: query
+            for query, reason in queue_lanes(
+                project.id, "user:1", utcnow(), random.Random(0), champion, 0.0, current
+            )
+        }
+
+    # Without a champion the lanes are disputed and cold-start; then with one.
+    lanes = statements(champion=False)
+    champion = ModelVersion(
+        project_id=project.id,
+        version=1,
+        status="champion",
+        template="text-logreg",
+        labels=project.labels,
+        artifact=b"",
+        snapshot_digest="d",
+        train_size=1,
+    )
+    db.session.add(champion)
+    db.session.flush()
+    db.session.execute(
+        update(Item)
+        .where(Item.id.in_(ids[:100]))
+        .values(score=0.5, scored_by=champion.id, score_strategy="margin")
     )
     db.session.commit()
-    project.settings = {"audit_share": 0.0}
-    for query, reason in _candidates(project, "user:1", utcnow(), random.Random(0)):
+    for reason, query in statements(champion=True).items():
         lanes.setdefault(reason, query)
     expected = {
         "disputed": "ix_item_disputed",
@@ -183,7 +193,7 @@ def test_each_lane_still_walks_its_index_with_the_exclusion_predicate(app):
     assert set(lanes) == set(expected)
     conn = db.session.connection()
     for reason, query in lanes.items():
-        compiled = query.limit(1).compile(dialect=conn.dialect)
+        compiled = query.compile(dialect=conn.dialect)
         if conn.dialect.name == "sqlite":
             params = tuple(compiled.params[name] for name in compiled.positiontup)
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
