@@ -212,7 +212,8 @@ def test_admin_pages_disable_a_user_and_end_their_session(app, admin):
     audit = admin.get("/admin/audit").text
     for action in ("user.disable", "user.enable", "user.password", "member.remove"):
         assert action in audit
-    assert "user:1 root@example.com" in audit
+    root = db.session.scalar(select(User).where(User.email == "root@example.com"))
+    assert f"user:{root.id} root@example.com" in audit
 
 
 def test_an_admin_cannot_disable_themselves(admin):
