@@ -28,11 +28,13 @@ def api_ok(client, key: str) -> int:
 
 
 def audit_actions() -> list[str]:
+    """The audit log's actions, oldest first."""
     db.session.expire_all()
     return [e.action for e in db.session.scalars(select(AuditLog).order_by(AuditLog.id))]
 
 
 def log_in(client, email, password=PASSWORD):
+    """Log a client in through the form; return the response."""
     client.get("/login")
     with client.session_transaction() as sess:
         token = sess["csrf"]
@@ -40,6 +42,7 @@ def log_in(client, email, password=PASSWORD):
 
 
 def csrf(client) -> str:
+    """The client's CSRF token."""
     with client.session_transaction() as sess:
         return sess["csrf"]
 
