@@ -39,26 +39,32 @@ class Op:
 
 
 def anyone_logged_in(role, member):
+    """Every logged-in user may."""
     return True
 
 
 def member_any_role(role, member):
+    """Members of the project (any role) and admins may."""
     return member or role == "admin"
 
 
 def member_run_role(role, member):
+    """Members who are reviewers or engineers, and admins, may."""
     return role in RUN_ROLES and member_any_role(role, member)
 
 
 def member_engineer(role, member):
+    """Members who are engineers, and admins, may."""
     return role in ("engineer", "admin") and member_any_role(role, member)
 
 
 def admin_only(role, member):
+    """Only admins may."""
     return role == "admin"
 
 
 def count(model, *where) -> int:
+    """Count the rows of `model` matching `where`, read afresh."""
     db.session.expire_all()
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -69,10 +75,12 @@ def excluded(item_id: int) -> bool:
 
 
 def victim(ctx) -> User:
+    """The operation's target user."""
     return db.session.get(User, ctx["victim"])
 
 
 def victim_key(ctx) -> ApiKey:
+    """The operation's target API key, read afresh."""
     db.session.expire_all()
     return db.session.get(ApiKey, ctx["key"])
 
@@ -193,11 +201,13 @@ def log_in(client, email: str, remember: bool = False) -> None:
 
 
 def csrf_of(client) -> str:
+    """The client's CSRF token (a made-up one for a client without a session)."""
     with client.session_transaction() as sess:
         return sess.setdefault("csrf", "probe-token")
 
 
 def copy_cookies(source, target, *names: str) -> None:
+    """Copy the named cookies from one client to another, as a thief would."""
     for name in names:
         cookie = source.get_cookie(name)
         if cookie is not None:
@@ -305,6 +315,7 @@ CREDENTIALS += [
 
 
 def _logged_in(app, email):
+    """A client logged in as `email` through the form."""
     client = app.test_client()
     log_in(client, email)
     return client

@@ -28,11 +28,13 @@ def api_ok(client, key: str) -> int:
 
 
 def audit_actions() -> list[str]:
+    """The audit log's actions, oldest first."""
     db.session.expire_all()
     return [e.action for e in db.session.scalars(select(AuditLog).order_by(AuditLog.id))]
 
 
 def log_in(client, email, password=PASSWORD):
+    """Log a client in through the form; return the response."""
     client.get("/login")
     with client.session_transaction() as sess:
         token = sess["csrf"]
@@ -40,6 +42,7 @@ def log_in(client, email, password=PASSWORD):
 
 
 def csrf(client) -> str:
+    """The client's CSRF token."""
     with client.session_transaction() as sess:
         return sess["csrf"]
 
@@ -212,7 +215,8 @@ def test_admin_pages_disable_a_user_and_end_their_session(app, admin):
     audit = admin.get("/admin/audit").text
     for action in ("user.disable", "user.enable", "user.password", "member.remove"):
         assert action in audit
-    assert "user:1 root@example.com" in audit
+    root = db.session.scalar(select(User).where(User.email == "root@example.com"))
+    assert f"user:{root.id} root@example.com" in audit
 
 
 def test_an_admin_cannot_disable_themselves(admin):

@@ -11,6 +11,7 @@ PASSWORD = "secret-pass"
 
 @pytest.fixture
 def signed_in(client, auth):
+    """An engineer's logged-in client, with a project `news`."""
     make_project()
     make_user("eng@example.com", PASSWORD, "engineer")
     auth.login("eng@example.com", PASSWORD)

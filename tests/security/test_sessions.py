@@ -45,6 +45,7 @@ def signed_in(client) -> bool:
 
 @pytest.fixture
 def user(app):
+    """A project and a user (a member of it)."""
     make_project()
     return make_user()
 

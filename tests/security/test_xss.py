@@ -57,6 +57,7 @@ def store_payloads(client) -> dict:
 
 
 def pages(run_id: int) -> list[str]:
+    """Every page that shows stored text."""
     return [
         "/projects",
         "/projects/news",

@@ -35,6 +35,7 @@ class AppRedisStorage(RedisStorage):
     STORAGE_SCHEME = ["corrigo"]
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, **options) -> None:
+        """Keep only the settings; the connection is looked up on each use."""
         Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions)
         self.key_prefix = "corrigo-limits"
         self.target_server = "redis"
