@@ -25,6 +25,8 @@ from sqlalchemy import Select, Update, or_, select, update
 from ..enums import QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
+from . import cursor as skip_cursor
+from .cursor import Cursor, after
 
 REASONS = values(QueueReason)
 
@@ -78,9 +80,14 @@ def lanes(
     now: datetime,
     rng: random.Random,
     champion: bool,
-    audit_share: float,
+    uncertain: bool,
+    cursor: Cursor | None = None,
 ) -> Iterator[tuple[Select, str]]:
-    """Yield (query for the head's id, reason) per lane in priority order; each one index scan."""
+    """Yield (query for the head's id, reason) per lane in priority order; each one index scan.
+
+    `uncertain` says whether this call serves the uncertain lane (or the random audit);
+    `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix.
+    """
     base = [Item.project_id == project_id, _free(now), _not_skipped_by(annotator)]
     yield (
         select(Item.id)
@@ -90,14 +97,16 @@ def lanes(
         "disputed",
     )
     pool = [*base, Item.label.is_(None)]
-    if champion and rng.random() >= audit_share:
-        yield (
-            select(Item.id)
-            .where(*pool, Item.score.is_not(None))
-            .order_by(Item.score.desc(), Item.id)
-            .limit(1),
-            "uncertain",
-        )
+    if uncertain:
+        scored = [*pool, Item.score.is_not(None)]
+        order = (Item.score.desc(), Item.id)
+        if cursor is not None and cursor.passed:
+            # Items others held when the cursor moved past them: ahead of all the rest.
+            passed = Item.id.in_(cursor.passed)
+            yield select(Item.id).where(*scored, passed).order_by(*order).limit(1), "uncertain"
+        if cursor is not None:
+            scored.append(after(cursor.score, cursor.item_id))
+        yield select(Item.id).where(*scored).order_by(*order).limit(1), "uncertain"
     # Uniform random: start at a random point of the `rand` index and wrap around.
     reason = "audit" if champion else "cold-start"
     start = rng.random()
@@ -136,10 +145,12 @@ def next_item(
         return held, held.lease_reason or "audit"
     project_id, audit_share = project.id, project.setting("audit_share")
     champion = has_champion(project)
+    uncertain = champion and rng.random() >= audit_share
+    cursor = skip_cursor.current(project, annotator, now) if uncertain else None
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    for lane, reason in lanes(project_id, annotator, now, rng, champion, audit_share):
+    for lane, reason in lanes(project_id, annotator, now, rng, champion, uncertain, cursor):
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
@@ -168,4 +179,7 @@ def skip(project: Project, item: Item, annotator: str) -> None:
     if db.session.get(Skip, (annotator, item.id)) is None:
         db.session.add(Skip(item_id=item.id, annotator=annotator))
     release(item, annotator)
+    db.session.flush()
+    # Skipping the head of the uncertain lane moves the expert's skip cursor past it.
+    skip_cursor.advance(project, annotator, utcnow())
     db.session.commit()
