@@ -85,18 +85,28 @@ def _valid(row: SkipCursor, mark: str, now: datetime) -> bool:
     """Whether nothing can have been scored ahead of the cursor since it was walked."""
     if row.epoch != mark or row.checked_at < now - TTL:
         return False
+    # A primary-key range only (other projects' items included): with the project in the WHERE
+    # clause, SQLite walks a project index instead, every item of the project.
     added = db.session.execute(
-        select(Item.id, Item.score, Item.label)
-        .where(Item.id > row.max_item_id, Item.project_id == row.project_id)
+        select(Item.id, Item.project_id, Item.score, Item.label)
+        .where(Item.id > row.max_item_id)
         .order_by(Item.id)
         .limit(BATCH)
     ).all()
     if len(added) == BATCH:
         return False
-    return not any(
-        label is None and score is not None and _ahead(score, item_id, (row.score, row.item_id))
-        for item_id, score, label in added
-    )
+    if any(
+        project_id == row.project_id
+        and label is None
+        and score is not None
+        and _ahead(score, item_id, (row.score, row.item_id))
+        for item_id, project_id, score, label in added
+    ):
+        return False
+    if added:
+        # None of them is ahead: the next check starts after them.
+        row.max_item_id = added[-1][0]
+    return True
 
 
 def advance(
@@ -154,6 +164,9 @@ def advance(
         row = SkipCursor(project_id=project.id, annotator=annotator)
         db.session.add(row)
     row.score, row.item_id, row.passed = key[0], key[1], passed
-    row.max_item_id, row.epoch, row.checked_at = max_id, mark, now
+    row.max_item_id, row.epoch = max_id, mark
+    if restart or row.checked_at is None:
+        # The TTL counts from the last walk from the top, not from the last skip.
+        row.checked_at = now
     db.session.flush()
     return Cursor(key[0], key[1], passed)

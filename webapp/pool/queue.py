@@ -5,6 +5,8 @@ Every statement `next_item` runs is built by a function here (`held_lease_query`
 that serves it whatever the planner's statistics say: `ix_item_lease_held` (leased rows only)
 for the held lease, `ix_item_disputed`, `ix_item_pool_score` and `ix_item_pool_rand` for the
 lanes, the primary key of `skip` (annotator first) for the set of skipped items each lane hides.
+An expert who skipped the head of the uncertain lane starts after it (`cursor.py`), so skips
+are not stepped over one by one.
 
 A claim is one UPDATE of the lane's head, chosen by a subquery. On PostgreSQL the subquery
 locks its row with FOR UPDATE SKIP LOCKED, so experts racing for the head of a lane each get the
