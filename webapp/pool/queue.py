@@ -84,11 +84,13 @@ def lanes(
     champion: bool,
     uncertain: bool,
     cursor: Cursor | None = None,
+    passed: list[int] = (),
 ) -> Iterator[tuple[Select, str]]:
     """Yield (query for the head's id, reason) per lane in priority order; each one index scan.
 
     `uncertain` says whether this call serves the uncertain lane (or the random audit);
-    `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix.
+    `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix, and
+    `passed` are the cursor's passed items that are free now, best first.
     """
     base = [Item.project_id == project_id, _free(now), _not_skipped_by(annotator)]
     yield (
@@ -102,10 +104,9 @@ def lanes(
     if uncertain:
         scored = [*pool, Item.score.is_not(None)]
         order = (Item.score.desc(), Item.id)
-        if cursor is not None and cursor.passed:
-            # Items others held when the cursor moved past them: ahead of all the rest.
-            passed = Item.id.in_(cursor.passed)
-            yield select(Item.id).where(*scored, passed).order_by(*order).limit(1), "uncertain"
+        # Items others held when the cursor moved past them, free now: ahead of all the rest.
+        for item_id in passed:
+            yield select(Item.id).where(*scored, Item.id == item_id), "uncertain"
         if cursor is not None:
             scored.append(after(cursor.score, cursor.item_id))
         yield select(Item.id).where(*scored).order_by(*order).limit(1), "uncertain"
@@ -149,10 +150,11 @@ def next_item(
     champion = has_champion(project)
     uncertain = champion and rng.random() >= audit_share
     cursor = skip_cursor.current(project, annotator, now) if uncertain else None
+    passed = skip_cursor.free_passed(cursor, annotator, now) if cursor else []
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    for lane, reason in lanes(project_id, annotator, now, rng, champion, uncertain, cursor):
+    for lane, reason in lanes(project_id, annotator, now, rng, champion, uncertain, cursor, passed):
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
