@@ -154,9 +154,7 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         # `SCAN item` would be a walk of the whole table; `SCAN item USING INDEX` is the lane.
         assert "TEMP B-TREE" not in plan and "SCAN item |" not in plan + " |", (statement, plan)
         if "skip" in statement:
-            # The annotator's skips are read once into a set, not probed per candidate.
-            assert "LIST SUBQUERY" in plan and "CORRELATED" not in plan, plan
-            assert "sqlite_autoindex_skip_1 (annotator=?)" in plan, plan
+            assert "sqlite_autoindex_skip_1 (annotator=? AND item_id=?)" in plan, plan
     else:
         # ix_item_disputed holds disputed items only: with statistics saying they are few,
         # PostgreSQL may sort those few; a pool lane must never sort.
@@ -165,7 +163,9 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         assert "BitmapOr" not in plan, (statement, plan)
         assert "Seq Scan" not in plan, (statement, plan)
         if "skip" in statement:
-            assert "hashed SubPlan" in plan and "using pk_skip on skip" in plan, plan
+            # One probe per candidate, never a join that rescans every skip.
+            assert "Index Only Scan using pk_skip on skip" in plan, plan
+            assert "Join" not in plan and "Bitmap Heap Scan on skip" not in plan, plan
 
 
 @pytest.mark.parametrize(
