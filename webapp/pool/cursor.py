@@ -27,7 +27,7 @@ from ..models import Item, ModelVersion, Project, Skip, SkipCursor, Task
 
 TTL = timedelta(minutes=2)
 MAX_PASSED = 32
-BATCH = 500
+BATCH = 2000
 
 
 @dataclass
