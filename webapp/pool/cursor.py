@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, SkipCursor, Task
@@ -160,16 +161,32 @@ def advance(
             break
     if key is None:
         return None
+    cursor = Cursor(key[0], key[1], passed)
     if row is None:
-        row = SkipCursor(project_id=project.id, annotator=annotator)
-        db.session.add(row)
+        fresh = SkipCursor(
+            project_id=project.id,
+            annotator=annotator,
+            score=key[0],
+            item_id=key[1],
+            passed=passed,
+            max_item_id=max_id,
+            epoch=mark,
+            checked_at=now,
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(fresh)
+        except IntegrityError:
+            # The same expert's other request stored one first; this call still uses its own.
+            pass
+        return cursor
     row.score, row.item_id, row.passed = key[0], key[1], passed
     row.max_item_id, row.epoch = max_id, mark
-    if restart or row.checked_at is None:
+    if restart:
         # The TTL counts from the last walk from the top, not from the last skip.
         row.checked_at = now
     db.session.flush()
-    return Cursor(key[0], key[1], passed)
+    return cursor
 
 
 def free_passed(cursor: Cursor, annotator: str, now: datetime) -> list[int]:
