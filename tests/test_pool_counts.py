@@ -21,6 +21,7 @@ from webapp.models import (
     ProjectCounter,
     RetrainRun,
     Skip,
+    SkipCursor,
     Task,
     utcnow,
 )
@@ -225,10 +226,33 @@ def _fill(project) -> None:
     db.session.add(Task(project_id=project.id, name="rescore", status="succeeded"))
     key, _plaintext = ApiKey.generate(project, ["label"])
     db.session.add(key)
+    db.session.add(
+        SkipCursor(
+            project_id=project.id,
+            annotator="user:1",
+            score=0.5,
+            item_id=ids[1],
+            passed=[],
+            max_item_id=ids[2],
+            epoch="1:0:margin",
+            checked_at=utcnow(),
+        )
+    )
     db.session.commit()
 
 
-OWNED = (Item, Prediction, Feedback, Annotation, Skip, RetrainRun, ModelVersion, Task, ApiKey)
+OWNED = (
+    Item,
+    Prediction,
+    Feedback,
+    Annotation,
+    Skip,
+    SkipCursor,
+    RetrainRun,
+    ModelVersion,
+    Task,
+    ApiKey,
+)
 
 
 def _rows() -> dict[str, int]:
