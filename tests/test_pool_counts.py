@@ -21,6 +21,7 @@ from webapp.models import (
     ProjectCounter,
     RetrainRun,
     Skip,
+    SkipCursor,
     Task,
     utcnow,
 )
@@ -225,10 +226,33 @@ def _fill(project) -> None:
     db.session.add(Task(project_id=project.id, name="rescore", status="succeeded"))
     key, _plaintext = ApiKey.generate(project, ["label"])
     db.session.add(key)
+    db.session.add(
+        SkipCursor(
+            project_id=project.id,
+            annotator="user:1",
+            score=0.5,
+            item_id=ids[1],
+            passed=[],
+            max_item_id=ids[2],
+            epoch="1:0:margin",
+            checked_at=utcnow(),
+        )
+    )
     db.session.commit()
 
 
-OWNED = (Item, Prediction, Feedback, Annotation, Skip, RetrainRun, ModelVersion, Task, ApiKey)
+OWNED = (
+    Item,
+    Prediction,
+    Feedback,
+    Annotation,
+    Skip,
+    SkipCursor,
+    RetrainRun,
+    ModelVersion,
+    Task,
+    ApiKey,
+)
 
 
 def _rows() -> dict[str, int]:
@@ -262,3 +286,44 @@ def test_the_demo_reset_deletes_a_project_in_one_statement(app):
     sent = _sent(lambda: delete_project(doomed))
     assert [s.split()[0] for s in sent] == ["DELETE"]
     assert _rows() == only_kept
+
+
+def test_upgrading_an_existing_database_counts_its_items_once(app):
+    from flask_migrate import downgrade, upgrade
+
+    db.session.remove()
+    downgrade(revision="0001")
+    now = utcnow()
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO project (id, slug, name, kind, labels, features, template, settings,"
+                " labeled_count, label_events, label_events_at_trigger, created_at) VALUES"
+                " (7, 'old', 'Old', 'text', '[\"a\", \"b\"]', '[]', 'text-logreg', '{}',"
+                " 2, 5, 3, :now)"
+            ),
+            {"now": now},
+        )
+        for i, (label, disputed) in enumerate([("a", None), ("b", now), (None, now), (None, None)]):
+            conn.execute(
+                text(
+                    "INSERT INTO item (project_id, data, source, created_at, rand, label,"
+                    " disputed_at) VALUES (7, '{}', 'import', :now, :r, :label, :disputed)"
+                ),
+                {"now": now, "r": i / 10, "label": label, "disputed": disputed},
+            )
+    upgrade()
+    project = db.session.get(Project, 7)
+    assert pool.counts(project) == {"items": 4, "labeled": 2, "disputed": 2}
+    assert (project.label_events, project.label_events_at_trigger) == (5, 3)
+    pool.annotate(
+        project, db.session.scalars(select(Item).where(Item.label.is_(None))).first(), "user:1", "a"
+    )
+    assert pool.counts(project)["labeled"] == 3, "the triggers count from there on"
+
+    db.session.remove()
+    downgrade(revision="0001")
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT labeled_count, label_events FROM project")).one()
+    assert tuple(row) == (3, 6), "a downgrade puts the sums back in the project row"
+    upgrade()

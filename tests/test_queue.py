@@ -5,12 +5,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 
 from tests.factories import make_champion, make_items, make_project
 from webapp import pool
 from webapp.extensions import db
-from webapp.models import Item, ModelVersion, Project, Skip, utcnow
+from webapp.models import Item, ModelVersion, Project, Skip, SkipCursor, Task, utcnow
+from webapp.pool import cursor as skip_cursor
 
 
 def test_cold_start_serves_random_items_with_reason(app):
@@ -161,9 +162,7 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         # `SCAN item` would be a walk of the whole table; `SCAN item USING INDEX` is the lane.
         assert "TEMP B-TREE" not in plan and "SCAN item |" not in plan + " |", (statement, plan)
         if "skip" in statement:
-            # The annotator's skips are read once into a set, not probed per candidate.
-            assert "LIST SUBQUERY" in plan and "CORRELATED" not in plan, plan
-            assert "sqlite_autoindex_skip_1 (annotator=?)" in plan, plan
+            assert "sqlite_autoindex_skip_1 (annotator=? AND item_id=?)" in plan, plan
     else:
         # ix_item_disputed holds disputed items only: with statistics saying they are few,
         # PostgreSQL may sort those few; a pool lane must never sort.
@@ -172,7 +171,9 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         assert "BitmapOr" not in plan, (statement, plan)
         assert "Seq Scan" not in plan, (statement, plan)
         if "skip" in statement:
-            assert "hashed SubPlan" in plan and "using pk_skip on skip" in plan, plan
+            # One probe per candidate, never a join that rescans every skip.
+            assert "Index Only Scan using pk_skip on skip" in plan, plan
+            assert "Join" not in plan and "Bitmap Heap Scan on skip" not in plan, plan
 
 
 @pytest.mark.parametrize(
@@ -182,6 +183,7 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         ("uncertain", ["uncertain"]),
         ("audit", ["audit"]),
         ("disputed", ["disputed"]),
+        ("skipped head", ["uncertain"]),
     ],
 )
 def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reasons):
@@ -210,6 +212,17 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
     if setup == "disputed":
         db.session.execute(update(Item).where(Item.id == ids[7]).values(disputed_at=utcnow()))
     db.session.add(Skip(annotator="user:1", item_id=ids[3]))
+    if setup == "skipped head":
+        # The expert skipped the ten best items, and someone else holds the best but one.
+        best = db.session.scalars(select(Item.id).order_by(Item.score.desc()).limit(12)).all()
+        db.session.add_all(Skip(annotator="user:1", item_id=i) for i in best[:10] if i != ids[3])
+        db.session.execute(
+            update(Item)
+            .where(Item.id == best[1])
+            .values(lease_owner="user:2", lease_until=utcnow() + timedelta(minutes=5))
+        )
+        db.session.commit()
+        db.session.execute(delete(Skip).where(Skip.item_id == best[1]))
     db.session.commit()
     served = []
     plans = _plans(lambda: served.append(pool.next_item(project, "user:1")))
@@ -217,9 +230,16 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
     claims = [(s, p) for s, p in plans if s.startswith("UPDATE item")]
     assert claims, plans
     for statement, plan in claims:
+        if "ORDER BY" not in statement:
+            # One of the skip cursor's passed items, claimed by primary key.
+            assert "pk_item" in plan or "INTEGER PRIMARY KEY" in plan, plan
+            assert "ix_item_pool" not in plan, plan
+            continue
         lane = [ix for order, ix in LANE_INDEX.items() if order in statement]
         assert len(lane) == 1, statement
         _assert_served_by_index(statement, plan, lane[0])
+    if setup == "skipped head":
+        assert any("item.score <=" in s for s, _ in claims), "the lane starts at the cursor"
     held = [(s, p) for s, p in plans if s.startswith("SELECT") and "lease_owner =" in s]
     assert len(held) == 1, plans
     _assert_served_by_index(*held[0], "ix_item_lease_held")
@@ -231,6 +251,75 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
     assert not [s for s, _ in plans if s.startswith("UPDATE item") and "ORDER BY" in s]
     held = [(s, p) for s, p in plans if s.startswith("SELECT") and "lease_owner =" in s]
     _assert_served_by_index(*held[0], "ix_item_lease_held")
+
+
+def _champion(project) -> None:
+    db.session.add(
+        ModelVersion(
+            project_id=project.id,
+            version=1,
+            status="champion",
+            template=project.template,
+            labels=project.labels,
+            artifact=b"",
+            snapshot_digest="0" * 64,
+            train_size=0,
+        )
+    )
+
+
+def test_an_expert_who_skips_the_head_still_gets_the_lane_in_score_order(app):
+    project = make_project(settings={"audit_share": 0.0})
+    _champion(project)
+    ids = make_items(project, 40)
+    for rank, item_id in enumerate(ids):
+        db.session.execute(
+            update(Item).where(Item.id == item_id).values(score=-rank / 100, scored_by=1)
+        )
+    # Another expert is on the best item.
+    db.session.execute(
+        update(Item)
+        .where(Item.id == ids[0])
+        .values(lease_owner="user:2", lease_until=utcnow() + timedelta(minutes=5))
+    )
+    db.session.commit()
+
+    def next_then_skip() -> int:
+        item, reason = pool.next_item(project, "user:1")
+        assert reason == "uncertain"
+        pool.skip(project, item, "user:1")
+        return item.id
+
+    assert [next_then_skip() for _ in range(10)] == ids[1:11]
+    cursor = db.session.get(SkipCursor, (project.id, "user:1"))
+    assert (cursor.item_id, cursor.passed) == (ids[10], [ids[0]]), "the skipped head is jumped"
+
+    # The other expert walks away: their lease runs out, and the best item comes first.
+    db.session.execute(
+        update(Item).where(Item.id == ids[0]).values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    assert next_then_skip() == ids[0]
+    # Production traffic adds an item the model is least sure of.
+    new = make_items(project, 1, start=100)[0]
+    db.session.execute(update(Item).where(Item.id == new).values(score=1.0, scored_by=1))
+    db.session.commit()
+    assert next_then_skip() == new
+    # A rescore reorders the pool.
+    db.session.add(Task(project_id=project.id, name="rescore", status="succeeded"))
+    db.session.execute(update(Item).where(Item.id == ids[30]).values(score=0.5))
+    db.session.commit()
+    assert next_then_skip() == ids[30]
+    # A score written without a rescore reaches the expert once the cursor is TTL old.
+    db.session.execute(update(Item).where(Item.id == ids[35]).values(score=0.9))
+    db.session.execute(
+        update(SkipCursor).values(checked_at=utcnow() - skip_cursor.TTL - timedelta(seconds=1))
+    )
+    db.session.commit()
+    assert next_then_skip() == ids[35]
+    # Another expert, who skipped nothing, starts at the top.
+    item, _ = pool.next_item(project, "user:3")
+    assert item.id == new
 
 
 def _race(app, project_id: int, experts: int) -> list[tuple[int, str]]:

@@ -483,6 +483,26 @@ class Skip(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class SkipCursor(db.Model):
+    """Where an expert's skipped prefix of the uncertain lane ends (see webapp/pool/cursor.py).
+
+    Every unlabeled scored item ahead of (score, item_id) was skipped by the annotator, or was
+    leased to someone else and is listed in `passed`, as of `checked_at` and the pool's score
+    `epoch`; items with ids above `max_item_id` came later and are checked on their own.
+    """
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
+    )
+    annotator: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    item_id: Mapped[int] = mapped_column(BigInteger)
+    passed: Mapped[list] = mapped_column(JSON, default=list)
+    max_item_id: Mapped[int] = mapped_column(BigInteger)
+    epoch: Mapped[str] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class RetrainRun(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))

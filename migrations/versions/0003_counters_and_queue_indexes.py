@@ -4,7 +4,8 @@
 from a few rows per project, so no label locks one hot row) and also holds item and dispute
 counts, so no page counts a project's items. Triggers on `item` keep it, whoever writes.
 `ix_item_lease_held` (only leased rows) replaces the one-column `ix_item_lease_owner`, and
-`ix_skip_item_id` lets the cascade from a deleted item find its skips.
+`ix_skip_item_id` lets the cascade from a deleted item find its skips. `skip_cursor` keeps where
+an expert's skipped prefix of the uncertain lane ends, so the queue need not step over it.
 
 Revision ID: 0003
 Revises: 0002
@@ -146,9 +147,28 @@ def upgrade():
         postgresql_where=sa.text("lease_owner IS NOT NULL"),
     )
     op.create_index(op.f("ix_skip_item_id"), "skip", ["item_id"], unique=False)
+    op.create_table(
+        "skip_cursor",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("annotator", sa.String(length=64), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("item_id", sa.BigInteger(), nullable=False),
+        sa.Column("passed", sa.JSON(), nullable=False),
+        sa.Column("max_item_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.String(length=64), nullable=False),
+        sa.Column("checked_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["project.id"],
+            name=op.f("fk_skip_cursor_project_id_project"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "annotator", name=op.f("pk_skip_cursor")),
+    )
 
 
 def downgrade():
+    op.drop_table("skip_cursor")
     op.drop_index(op.f("ix_skip_item_id"), table_name="skip")
     op.drop_index(
         "ix_item_lease_held",

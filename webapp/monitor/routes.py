@@ -95,7 +95,9 @@ def project(slug: str):
     """Show a project: counts, its champion's held-out metrics, and where to go next."""
     project = project_or_404(slug)
     champion = champion_version(project.id)
-    champion_run = db.session.get(RetrainRun, champion.run_id) if champion else None
+    champion_run = (
+        db.session.get(RetrainRun, champion.run_id) if champion and champion.run_id else None
+    )
     last_run = db.session.scalar(
         select(RetrainRun)
         .where(RetrainRun.project_id == project.id)

@@ -1,5 +1,6 @@
-"""A project's pool of items: `items` (import, counts), `queue` (lanes, leases, skips) and
-`labels` (annotations and the retrain count). The names callers use are re-exported here."""
+"""A project's pool of items: `items` (import, counts), `queue` (lanes, leases, skips), `cursor`
+(where an expert's skipped prefix of the lane ends) and `labels` (annotations and the retrain
+claim). The names callers use are re-exported here."""
 
 from .items import (
     IMPORT_BATCH,

@@ -4,7 +4,9 @@ Every statement `next_item` runs is built by a function here (`held_lease_query`
 `claim_statement`), so tests and benches explain exactly what the queue sends. Each has an index
 that serves it whatever the planner's statistics say: `ix_item_lease_held` (leased rows only)
 for the held lease, `ix_item_disputed`, `ix_item_pool_score` and `ix_item_pool_rand` for the
-lanes, the primary key of `skip` (annotator first) for the set of skipped items each lane hides.
+lanes, the primary key of `skip` (annotator first) for the probe that hides skipped items.
+An expert who skipped the head of the uncertain lane starts after it (`cursor.py`), so skips
+are not stepped over one by one.
 
 A claim is one UPDATE of the lane's head, chosen by a subquery. On PostgreSQL the subquery
 locks its row with FOR UPDATE SKIP LOCKED, so experts racing for the head of a lane each get the
@@ -20,12 +22,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, Update, or_, select, update
+from sqlalchemy import Select, Update, exists, literal_column, or_, select, update
 
 from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
 from ..training import current_scores
+from . import cursor as skip_cursor
+from .cursor import Cursor, after
 
 REASONS = values(QueueReason)
 
@@ -36,15 +40,16 @@ def _free(now: datetime):
 
 
 def _not_skipped_by(annotator: str):
-    """Not skipped by `annotator`: the annotator's skips, read once per statement from the
-    primary key of `skip` (annotator first) into an in-memory set that each candidate of the
-    lane is checked against.
+    """Not skipped by `annotator`: one probe of skip's primary key (annotator, item_id) per
+    candidate the lane looks at (few: the skip cursor jumps over a skipped head).
 
-    A per-candidate NOT EXISTS probe cost a random index lookup (and, on PostgreSQL without
-    statistics, a rescan of every skip) for each skipped item the lane steps over: 10 us each
-    on SQLite, 0.2 s for 20k skips at the head of the lane. The set costs well under 1 us.
+    The OFFSET 0 keeps PostgreSQL from turning the NOT EXISTS into a join whose method it picks
+    from statistics: without any, it planned a rescan of all the annotator's skips for every
+    candidate. As a subplan it is always the one index probe. (Reading the annotator's skips
+    into a set instead costs a read of all of them, 20k or more, on every claim.)
     """
-    return Item.id.not_in(select(Skip.item_id).where(Skip.annotator == annotator))
+    probe = select(Skip.item_id).where(Skip.annotator == annotator, Skip.item_id == Item.id)
+    return ~exists(probe.offset(literal_column("0")))
 
 
 def has_champion(project: Project) -> bool:
@@ -79,10 +84,19 @@ def lanes(
     now: datetime,
     rng: random.Random,
     champion: bool,
-    audit_share: float,
+    uncertain: bool,
+    cursor: Cursor | None = None,
+    passed: list[int] = (),
     current: list | None = None,
 ) -> Iterator[tuple[Select, str]]:
-    """Yield (query for the head's id, reason) per lane in priority order; each one index scan."""
+    """Yield (query for the head's id, reason) per lane in priority order; each one index scan.
+
+    `uncertain` says whether this call serves the uncertain lane (or the random audit);
+    `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix, and
+    `passed` are the cursor's passed items that are free now, best first. `current` holds the
+    clauses that keep the uncertain lane to scores under the current (champion, strategy) key
+    (`training.current_scores`): a score of another key is on another scale.
+    """
     base = [Item.project_id == project_id, _free(now), _not_skipped_by(annotator)]
     base.append(Item.excluded_at.is_(None))  # an engineer took it out (pool/exclusion.py)
     yield (
@@ -93,15 +107,15 @@ def lanes(
         "disputed",
     )
     pool = [*base, Item.label.is_(None)]
-    if champion and rng.random() >= audit_share:
-        yield (
-            # Only scores under the current (champion, strategy) key: others are on another scale.
-            select(Item.id)
-            .where(*pool, *(current if current is not None else [Item.score.is_not(None)]))
-            .order_by(Item.score.desc(), Item.id)
-            .limit(1),
-            "uncertain",
-        )
+    if uncertain:
+        scored = [*pool, *(current if current is not None else [Item.score.is_not(None)])]
+        order = (Item.score.desc(), Item.id)
+        # Items others held when the cursor moved past them, free now: ahead of all the rest.
+        for item_id in passed:
+            yield select(Item.id).where(*scored, Item.id == item_id), "uncertain"
+        if cursor is not None:
+            scored.append(after(cursor.score, cursor.item_id))
+        yield select(Item.id).where(*scored).order_by(*order).limit(1), "uncertain"
     # Uniform random: start at a random point of the `rand` index and wrap around.
     reason = QueueReason.AUDIT if champion else QueueReason.COLD_START
     start = rng.random()
@@ -140,11 +154,15 @@ def next_item(
         return held, held.lease_reason or "audit"
     project_id, audit_share = project.id, project.setting("audit_share")
     champion = has_champion(project)
+    uncertain = champion and rng.random() >= audit_share
+    cursor = skip_cursor.current(project, annotator, now) if uncertain else None
+    passed = skip_cursor.free_passed(cursor, annotator, now) if cursor else []
     current = current_scores(project)
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    for lane, reason in lanes(project_id, annotator, now, rng, champion, audit_share, current):
+    chosen = lanes(project_id, annotator, now, rng, champion, uncertain, cursor, passed, current)
+    for lane, reason in chosen:
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
@@ -173,4 +191,7 @@ def skip(project: Project, item: Item, annotator: str) -> None:
     if db.session.get(Skip, (annotator, item.id)) is None:
         db.session.add(Skip(item_id=item.id, annotator=annotator))
     release(item, annotator)
+    db.session.flush()
+    # Skipping the head of the uncertain lane moves the expert's skip cursor past it.
+    skip_cursor.advance(project, annotator, utcnow())
     db.session.commit()
