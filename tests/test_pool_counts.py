@@ -111,13 +111,15 @@ def test_concurrent_experts_fire_the_automatic_retrain_once_and_never_miss_it(ap
     experts = 6
     project = make_project(settings={"retrain_every": experts})
     ids = make_items(project, experts * 2)
+    # Read once here: the threads must not refresh the main thread's (expired) instance.
+    project_id = project.id
     barrier = threading.Barrier(experts)
     errors: list = []
 
     def expert(i: int) -> None:
         with app.app_context():
             try:
-                mine = db.session.get(Project, project.id)
+                mine = db.session.get(Project, project_id)
                 item = db.session.get(Item, ids[i])
                 barrier.wait(timeout=30)
                 pool.annotate(mine, item, f"user:{i}", "tech")
