@@ -73,7 +73,8 @@ def test_a_killed_rescore_is_requeued_and_finishes_the_pool(app, workers):
     training.run_retrain(training.trigger_retrain(project).id)
     task = db.session.scalar(select(Task).where(Task.project_id == project.id))
     assert task is not None and task.status == "queued"
-    task_id, champion = task.id, training.champion_version(project.id).version
+    # Scores carry the champion's model version id (and the strategy).
+    task_id, champion = task.id, training.champion_version(project.id).id
     worker = workers.start(fault_env(app, CORRIGO_RESCORE_CHUNK="100"))
 
     def scored_some() -> bool:
