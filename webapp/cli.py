@@ -27,6 +27,9 @@ from tqdm import tqdm
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
 from . import demo, importfile, jobs, pool, settings, training
+from .commands import apikey_cli, project_cli, user_cli
+from .commands import project_arg as _project
+from .commands import stdin_is_tty as _stdin_is_tty
 from .enums import ItemSource, Kind, RunStatus, Trigger
 from .errors import ValidationError
 from .extensions import db
@@ -72,21 +75,8 @@ def _split_list(value: str, option: str) -> list[str]:
     return entries
 
 
-def _project(slug: str) -> Project:
-    """The project named `slug`, or a usage error naming the argument."""
-    project = db.session.scalar(select(Project).where(Project.slug == slug))
-    if project is None:
-        known = db.session.scalars(select(Project.slug).order_by(Project.slug)).all()
-        hint = f"; known projects: {', '.join(known)}" if known else "; there are no projects yet"
-        raise click.BadParameter(f"no project {slug!r}{hint}", param_hint="'SLUG'")
-    return project
-
-
 # ---------------------------------------------------------------------------------------------
 # corrigo project
-
-
-project_cli = AppGroup("project", help="Create and list projects.")
 
 
 @project_cli.command("create")
@@ -219,14 +209,6 @@ def list_projects() -> None:
 # corrigo user
 
 
-user_cli = AppGroup("user", help="Create web logins.")
-
-
-def _stdin_is_tty() -> bool:
-    """Whether a person is typing at standard input (tests patch this)."""
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
 @user_cli.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the user may do.")
@@ -272,9 +254,6 @@ def create_user(email: str, role: str, generate_password: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # corrigo apikey
-
-
-apikey_cli = AppGroup("apikey", help="Create API keys for apps and scripts.")
 
 
 @apikey_cli.command("create")

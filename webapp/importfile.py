@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .api.fields import check_external_id
 from .errors import ValidationError
+from .fields import check_external_id
 from .models import Project
 from .validation import validate_data, validate_label
 

@@ -12,9 +12,9 @@ import math
 
 from labeling.training import FEATURE_BOUND
 
-from .api.fields import MAX_TEXT_LENGTH
 from .enums import Kind
 from .errors import ValidationError
+from .fields import MAX_TEXT_LENGTH
 from .models import Project
 
 

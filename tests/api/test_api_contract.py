@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from tests.api.helpers import assert_problem, item_count, label_all
 from tests.factories import make_items, make_project
-from webapp.api.fields import MAX_COMMENT_LENGTH, MAX_TEXT_LENGTH
 from webapp.extensions import db
+from webapp.fields import MAX_COMMENT_LENGTH, MAX_TEXT_LENGTH
 from webapp.models import Feedback, Item
 
 

@@ -1,6 +1,6 @@
 """`corrigo` commands for admins: project members, users, API keys and the audit log.
 
-They attach to the `project`, `user` and `apikey` groups of `webapp.cli`. Every change is
+They attach to the `project`, `user` and `apikey` groups of `webapp.commands`. Every change is
 written to the audit log as `cli:<login name>`. Bad input exits with status 2.
 """
 
@@ -14,7 +14,9 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from ..auth import audit, manage
-from ..cli import _project, _stdin_is_tty, apikey_cli, project_cli, user_cli
+from ..commands import apikey_cli, project_cli, user_cli
+from ..commands import project_arg as _project
+from ..commands import stdin_is_tty as _stdin_is_tty
 from ..extensions import db
 from ..models import ApiKey, User
 

@@ -2,8 +2,8 @@
 
 One module per resource (`items`, `predictions`, `queue`, `runs`, `models`, `labels`, `docs`),
 each with its request and response schemas beside its views; `mount` puts them under
-`/api/v1` and builds the OpenAPI document from the same schemas. This package imports nothing
-at import time, so `webapp.validation` and the CLI can import `webapp.api.fields` freely.
+`/api/v1` and builds the OpenAPI document from the same schemas. The limits and field types
+they share with the CLI and the web live below the API, in `webapp.fields`.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from werkzeug.routing import IntegerConverter
 from ..auth.keys import owned, project_for_key, require_scope
 from ..errors import ValidationError
 from ..extensions import db
+from ..fields import MAX_BIG_ID, MAX_INT_ID
 from . import body
-from .fields import MAX_BIG_ID, MAX_INT_ID
 
 PREFIX = "/api/v1"
 # Errors listed for one request: enough to fix a batch, bounded for a 1,000-row one.

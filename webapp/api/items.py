@@ -6,12 +6,12 @@ from __future__ import annotations
 from flask import Response, g
 from marshmallow import Schema, fields, validate
 
+from .. import fields as f
 from .. import pool, training, validation
 from ..enums import ItemSource
 from ..extensions import db
 from ..models import MAX_EXCLUSION_REASON, Item, Project
 from ..pool import exclusion
-from . import fields as f
 from .common import BODY_ERRORS, Blueprint, check_rows, scoped, timestamp, with_project, with_row
 
 blp = Blueprint("items", __name__, description="The pool of inputs.")

@@ -13,10 +13,10 @@ from marshmallow import Schema, fields, validate
 
 from labeling.split import heldout_mask
 
+from .. import fields as f
 from .. import pool
 from ..importfile import CSV_EXPORT_COLUMNS, escape_cell
 from ..models import Project
-from . import fields as f
 from .common import Blueprint, scoped, with_project
 
 blp = Blueprint("export", __name__, description="Resolved labels for use elsewhere.")

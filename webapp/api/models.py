@@ -5,11 +5,11 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from .. import fields as f
 from ..auth.keys import project_for_key
 from ..enums import ModelStatus
 from ..extensions import db
 from ..models import ModelVersion as ModelVersionRow
-from . import fields as f
 from .common import DATE_TIME, Blueprint, scoped, timestamp
 
 blp = Blueprint("models", __name__, description="Model versions.")

@@ -7,6 +7,7 @@ from flask import Flask
 from flask_smorest import Api as SmorestApi
 from flask_smorest.spec.plugins import FlaskPlugin
 
+from ..auth.ratelimit import api_key_prefix, api_limit, limiter
 from ..errors import PROBLEM
 from . import docs, items, labels, models, predictions, queue, runs
 from .common import CONVERTERS, ERRORS, PREFIX, BigIdConverter, Blueprint, Problem, id_schema
@@ -16,6 +17,8 @@ RESOURCES = (items, predictions, queue, runs, models, labels, docs)
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 for _resource in RESOURCES:
     bp.register_blueprint(_resource.blp)
+# Every API request counts against its key's rate limit (`webapp.auth.ratelimit`).
+limiter.limit(api_limit, key_func=api_key_prefix)(bp)
 
 DESCRIPTION = (
     "Post predictions and feedback, label the items experts should see next, retrain, and "

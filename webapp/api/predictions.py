@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from .. import fields as f
 from .. import serving, validation
 from ..extensions import db
 from ..models import Prediction, Project
-from . import fields as f
 from .common import (
     BODY_ERRORS,
     Blueprint,

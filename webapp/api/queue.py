@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Response, g
 from marshmallow import Schema, fields
 
+from .. import fields as f
 from .. import pool, serving, validation
 from ..enums import QueueReason
 from ..errors import Conflict
 from ..extensions import db
 from ..models import Item, Project
-from . import fields as f
 from .common import BODY_ERRORS, Blueprint, created, scoped, with_project, with_row
 
 blp = Blueprint("labeling", __name__, description="The experts' queue and their labels.")

@@ -6,13 +6,13 @@ from flask import url_for
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
+from .. import fields as f
 from .. import training
 from ..auth.keys import project_for_key
 from ..enums import Decision, RunStatus, Trigger
 from ..errors import Conflict
 from ..extensions import db
 from ..models import ModelVersion, RetrainRun
-from . import fields as f
 from .common import DATE_TIME, Blueprint, created, row, scoped, timestamp
 
 blp = Blueprint("runs", __name__, description="Retrains and the gate's decisions.")

@@ -110,7 +110,6 @@ limit_login = [
     ),
     limiter.limit(login_limit, key_func=login_email, methods=["POST"], deduct_when=_failed_login),
 ]
-_api_limited: list[bool] = []
 
 
 def _retry_after() -> int:
@@ -143,11 +142,6 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     # A new app starts with its Redis presumed up (an earlier app's outage is not its own).
     limiter._storage_dead = False
-    if not _api_limited:
-        from ..api.mount import bp as api_bp
-
-        limiter.limit(api_limit, key_func=api_key_prefix)(api_bp)
-        _api_limited.append(True)
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(exc: RateLimitExceeded):

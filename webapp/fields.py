@@ -2,7 +2,7 @@
 
 The CLI's import-file parser and the project checks in `webapp.validation` import the same
 limits and fields, so the API, `corrigo import` and the web pages refuse the same values.
-This module imports nothing else of the API, so anything may import it.
+It sits below the API (it imports nothing of it), so anything may import it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from marshmallow import ValidationError, fields, validate
 
-from ..enums import values
+from .enums import values
 
 # Rows per import or prediction-log request: one transaction, and a bounded response time.
 MAX_ROWS = 1000
