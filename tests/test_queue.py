@@ -197,25 +197,7 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
     project = make_project(settings={"audit_share": 1.0 if setup == "audit" else 0.0})
     ids = make_items(project, 60)
     if setup != "cold":
-        db.session.add(
-            ModelVersion(
-                project_id=project.id,
-                version=1,
-                status="champion",
-                template=project.template,
-                labels=project.labels,
-                artifact=b"",
-                snapshot_digest="0" * 64,
-                train_size=0,
-            )
-        )
-        db.session.flush()
-        champion_id = db.session.scalar(
-            select(ModelVersion.id).where(ModelVersion.project_id == project.id)
-        )
-        db.session.execute(
-            update(Item).values(score=Item.rand, scored_by=champion_id, score_strategy="margin")
-        )
+        db.session.execute(update(Item).values(score=Item.rand, **_champion(project)))
     if setup == "disputed":
         db.session.execute(update(Item).where(Item.id == ids[7]).values(disputed_at=utcnow()))
     db.session.add(Skip(annotator="user:1", item_id=ids[3]))
@@ -358,29 +340,11 @@ def _race(app, project_id: int, experts: int) -> list[tuple[int, str]]:
 
 def test_racing_experts_each_get_the_next_best_item_of_the_lane(app):
     project = make_project(settings={"audit_share": 0.0})
-    db.session.add(
-        ModelVersion(
-            project_id=project.id,
-            version=1,
-            status="champion",
-            template=project.template,
-            labels=project.labels,
-            artifact=b"",
-            snapshot_digest="0" * 64,
-            train_size=0,
-        )
-    )
+    key = _champion(project)
     ids = make_items(project, 60)
-    champion_id = db.session.scalar(
-        select(ModelVersion.id).where(ModelVersion.project_id == project.id)
-    )
     # Scores fall with the id: the best items are the first ones imported.
     for rank, item_id in enumerate(ids):
-        db.session.execute(
-            update(Item)
-            .where(Item.id == item_id)
-            .values(score=-rank, scored_by=champion_id, score_strategy="margin")
-        )
+        db.session.execute(update(Item).where(Item.id == item_id).values(score=-rank, **key))
     db.session.commit()
     experts = 8
     for round_ in range(3):
