@@ -367,6 +367,7 @@ def prepare_size(app, project: Project, skips: int, plans: dict):
     def skip(result):
         item, _reason = result
         pool.skip(project, item, "user:skipper")
+        db.session.commit()
 
     def http_next():
         resp = client.get(api_next, headers=headers)

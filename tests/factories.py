@@ -133,7 +133,18 @@ def label_all(
             wanted.discard(item.id)
         else:
             pool.skip(project, item, annotator)
+            db.session.commit()
     db.session.refresh(project)
+
+
+def queue_retrain(project: Project, trigger: str = "manual"):
+    """Trigger a retrain as a view does: `trigger_retrain` flushes, the caller commits, and the
+    job is enqueued after the commit. Returns the run."""
+    from webapp import training
+
+    run = training.trigger_retrain(project, trigger=trigger)
+    db.session.commit()
+    return run
 
 
 def make_champion(project: Project, n_labeled: int = 150, n_pool: int = 50):
@@ -142,7 +153,7 @@ def make_champion(project: Project, n_labeled: int = 150, n_pool: int = 50):
 
     ids = make_items(project, n_labeled + n_pool)
     label_all(project, ids[:n_labeled])
-    run = training.trigger_retrain(project, trigger="manual")
+    run = queue_retrain(project)
     training.run_retrain(run.id)
     db.session.expire_all()
     champion = training.champion_version(project.id)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.api.helpers import ALL_SCOPES, Api, assert_problem
-from tests.factories import label_all, make_items, make_key, make_project
+from tests.factories import label_all, make_items, make_key, make_project, queue_retrain
 from webapp import pool, training
 from webapp.extensions import db
 from webapp.models import Annotation, Item, ModelVersion, RetrainRun, Skip, utcnow
@@ -29,6 +29,7 @@ def _served(project, annotator: str = "user:1") -> list[int]:
         item, _reason = found
         seen.append(item.id)
         pool.skip(project, item, annotator)
+        db.session.commit()
     return seen
 
 
@@ -39,7 +40,7 @@ def _trained_ids(run: RetrainRun) -> set[int]:
 
 def _retrain(project, run_jobs) -> RetrainRun:
     """Queue a retrain, run the worker, and return the finished run."""
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     run_jobs()
     db.session.expire_all()
     return db.session.get(RetrainRun, run_id)
@@ -335,6 +336,7 @@ def test_skips_and_annotations_of_an_excluded_item_are_kept(app):
     project = make_project()
     item = db.session.get(Item, make_items(project, 1)[0])
     pool.skip(project, item, "user:1")
+    db.session.commit()
     pool.annotate(project, item, "user:2", "tech")
     exclusion.exclude(item, "user:9", "bad")
     db.session.commit()

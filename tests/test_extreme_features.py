@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 
 from labeling.training import FEATURE_BOUND
 from tests.api.helpers import ALL_SCOPES, Api, assert_problem
-from tests.factories import make_key, make_project
-from webapp import training
+from tests.factories import make_key, make_project, queue_retrain
 from webapp.extensions import db
 from webapp.models import Annotation, Item, RetrainRun, Task
 
@@ -54,7 +53,7 @@ def test_a_labeled_item_with_huge_features_does_not_break_the_retrain(
     unlabeled = Item(project_id=project.id, data={"features": {"x1": value, "x2": 1.0}})
     db.session.add(unlabeled)
     db.session.commit()
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     run_jobs()  # the retrain, then the rescore its promotion queues
     db.session.expire_all()
     run = db.session.get(RetrainRun, run.id)

@@ -53,6 +53,7 @@ def test_skip_hides_item_from_that_expert_only(app):
     make_items(project, 1)
     item, _ = pool.next_item(project, "user:1")
     pool.skip(project, item, "user:1")
+    db.session.commit()
     assert pool.next_item(project, "user:1") is None
     other, _ = pool.next_item(project, "user:2")
     assert other.id == item.id
@@ -277,6 +278,7 @@ def test_an_expert_who_skips_the_head_still_gets_the_lane_in_score_order(app):
         item, reason = pool.next_item(project, "user:1")
         assert reason == "uncertain"
         pool.skip(project, item, "user:1")
+        db.session.commit()
         return item.id
 
     assert [next_then_skip() for _ in range(10)] == ids[1:11]

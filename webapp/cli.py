@@ -444,13 +444,14 @@ def retrain_cmd(slug: str, wait: bool, timeout: float | None, poll: float) -> No
     )
     run = training.trigger_retrain(project, trigger=Trigger.CLI)
     run_id = run.id
+    db.session.commit()  # the job is enqueued after this commit (webapp/transaction.py)
     click.echo(run_id)
     if run_id == queued_before:
         _note(f"A retrain of {slug} was already queued: run {run_id} (triggers coalesce).")
     else:
         _note(f"Queued retrain run {run_id} for {slug}.")
     listening = _workers_listening()
-    if run.job_id is None:
+    if listening is None:
         _note(
             "Redis is unreachable: the run is recorded and is queued when a worker starts "
             "(`corrigo worker`)."

@@ -232,6 +232,7 @@ def build_demo(
     if champion is None:
         # Coalesces with the run the seed labels may already have triggered.
         run_id = training.trigger_retrain(project, trigger=Trigger.DEMO).id
+        db.session.commit()
     counts = pool.counts(project)
     seeded = db.session.scalar(
         select(func.count(func.distinct(Annotation.item_id))).where(

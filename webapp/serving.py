@@ -6,7 +6,7 @@ import json
 import threading
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from labeling import sampling, training
 
@@ -197,7 +197,8 @@ def add_feedback(
     """Record end-user feedback on a prediction; return (feedback, created).
 
     Feedback that says the model was wrong marks the item disputed, which puts it first in the
-    experts' queue. A retry with the same idempotency key returns the first feedback unchanged.
+    experts' queue. A retry with the same idempotency key returns the first feedback unchanged,
+    also when it races the first. Flushed, not committed (see `webapp.transaction`).
     """
     project = db.session.get(Project, prediction.project_id)
     if correct is not None and not isinstance(correct, bool):
@@ -214,37 +215,35 @@ def add_feedback(
             _check_replay(existing, prediction, correct, label, comment)
             return existing, False
     says_wrong = correct is False or (label is not None and label != prediction.label)
-    # Read before adding: a query after `add` would autoflush the insert outside the handler
-    # below, and a concurrent retry of the same key would surface as a 500.
-    item = db.session.get(Item, prediction.item_id) if says_wrong else None
-    feedback = Feedback(
-        prediction_id=prediction.id,
-        project_id=project.id,
-        correct=correct,
-        label=label,
-        comment=comment,
-        idempotency_key=idempotency_key,
+    dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
+    # The unique key settles a race of two retries inside the transaction (see
+    # `webapp.transaction`): the second insert does nothing and replays the first.
+    feedback_id = db.session.scalar(
+        dialect.insert(Feedback)
+        .values(
+            prediction_id=prediction.id,
+            project_id=project.id,
+            correct=correct,
+            label=label,
+            comment=comment,
+            idempotency_key=idempotency_key,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[Feedback.project_id, Feedback.idempotency_key])
+        .returning(Feedback.id)
     )
-    db.session.add(feedback)
+    if feedback_id is None:
+        existing = _by_idempotency_key(project.id, idempotency_key)
+        _check_replay(existing, prediction, correct, label, comment)
+        return existing, False
+    item = db.session.get(Item, prediction.item_id) if says_wrong else None
     if item is not None:
         # Already settled by an expert the same way: nothing left to dispute.
         settled = item.label is not None and item.label == (label or item.label) != prediction.label
         if not settled and item.disputed_at is None:
             item.disputed_at = utcnow()
-    try:
-        db.session.flush()  # the unique key is checked here, inside the handler
-        db.session.commit()
-    except IntegrityError:
-        # The same key raced us; the first write wins and this call replays it.
-        db.session.rollback()
-        if idempotency_key is None:
-            raise
-        existing = _by_idempotency_key(project.id, idempotency_key)
-        if existing is None:
-            raise
-        _check_replay(existing, prediction, correct, label, comment)
-        return existing, False
-    return feedback, True
+    db.session.flush()
+    return db.session.get(Feedback, feedback_id), True
 
 
 def _by_idempotency_key(project_id: int, key: str) -> Feedback | None:

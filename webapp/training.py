@@ -26,7 +26,7 @@ from . import jobs
 from .enums import ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
 from .models import DEFAULT_SETTINGS, Item, ModelVersion, Project, RetrainRun, Task, utcnow
-from .transaction import after_commit
+from .transaction import after_commit, unit_of_work, will_run_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +40,45 @@ RESCORE = "rescore"  # Task.name
 
 
 def trigger_retrain(project: Project, trigger: str = Trigger.MANUAL) -> RetrainRun:
-    """Queue a retrain, or return the one already queued (triggers coalesce)."""
+    """Queue a retrain, or return the one already queued (triggers coalesce).
+
+    Flushed, not committed (see `webapp.transaction`): the caller commits, and the job is
+    enqueued after that commit. The database allows one queued run per project; a trigger
+    racing another for that slot reads the winner instead of failing.
+    """
     queued = _queued_run(project.id)
-    if queued is not None:
-        _ensure_enqueued(queued)
-        return queued
-    run = RetrainRun(project_id=project.id, trigger=trigger, status=RunStatus.QUEUED)
-    db.session.add(run)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # Another request queued one between our look and our insert.
-        db.session.rollback()
+    if queued is None:
+        job_id = _job_id("retrain")
+        dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
+        run_id = db.session.scalar(
+            dialect.insert(RetrainRun)
+            .values(
+                project_id=project.id,
+                trigger=trigger,
+                status=RunStatus.QUEUED,
+                job_id=job_id,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(
+                index_elements=[RetrainRun.project_id],
+                index_where=RetrainRun.status == RunStatus.QUEUED,
+            )
+            .returning(RetrainRun.id)
+        )
+        if run_id is not None:
+            # Any trigger restarts the count towards the next automatic one.
+            db.session.execute(
+                update(Project)
+                .where(Project.id == project.id)
+                .values(label_events_at_trigger=Project.label_events)
+                .execution_options(synchronize_session=False)
+            )
+            after_commit(lambda: jobs.enqueue(RETRAIN_JOB, run_id, job_id=job_id), key=job_id)
+            return db.session.get(RetrainRun, run_id)
+        # Another trigger queued one between our look and our insert: it covers our labels.
         queued = _queued_run(project.id)
-        if queued is not None:
-            return queued
-        raise
-    # Any trigger restarts the count towards the next automatic one.
-    db.session.execute(
-        update(Project)
-        .where(Project.id == project.id)
-        .values(label_events_at_trigger=Project.label_events)
-    )
-    db.session.commit()
-    _enqueue_run(run)
-    return run
+    _ensure_enqueued(queued)
+    return queued
 
 
 class NotTrainable(Exception):
@@ -116,26 +130,30 @@ def _queued_run(project_id: int) -> RetrainRun | None:
 
 
 def _enqueue_run(run: RetrainRun) -> None:
-    """Enqueue the job for a queued run; the row keeps the intent if Redis is unreachable."""
-    job_id = jobs.enqueue(RETRAIN_JOB, run.id, job_id=f"retrain-{run.id}-{_stamp()}")
-    if job_id is not None:
-        run.job_id = job_id
-        db.session.commit()
+    """Give a queued run a new job id, enqueued after the caller's commit (flushed only).
+
+    The row keeps the intent if Redis is unreachable then: the sweep enqueues it later.
+    """
+    run_id = run.id
+    run.job_id = job_id = _job_id("retrain")
+    after_commit(lambda: jobs.enqueue(RETRAIN_JOB, run_id, job_id=job_id), key=job_id)
 
 
-def _ensure_enqueued(run: RetrainRun) -> None:
+def _ensure_enqueued(run: RetrainRun) -> bool:
     """Enqueue a queued run a trigger coalesced into, if its job never reached Redis or is gone.
 
-    Not while another run of the project is running: that one's end enqueues it.
+    Not while another run of the project is running: that one's end enqueues it; nor when its
+    job waits for this transaction's commit. Flushed only; returns whether it enqueues.
     """
-    if _running_run(run.project_id):
-        return
+    if will_run_after_commit(run.job_id) or _running_run(run.project_id):
+        return False
     try:
         if jobs.job_alive(run.job_id):
-            return
+            return False
     except jobs.UNREACHABLE:
-        return  # the row keeps the intent; a worker's sweep enqueues it when Redis is back
+        return False  # the row keeps the intent; a worker's sweep enqueues it when Redis is back
     _enqueue_run(run)
+    return True
 
 
 def _running_run(project_id: int) -> bool:
@@ -150,8 +168,9 @@ def _running_run(project_id: int) -> bool:
     )
 
 
-def _stamp() -> str:
-    return utcnow().strftime("%Y%m%d%H%M%S%f")
+def _job_id(kind: str) -> str:
+    """A fresh RQ job id, chosen before the enqueue so the row can record it first."""
+    return f"{kind}-{uuid.uuid4().hex}"
 
 
 def request_rescore(project: Project) -> Task | None:
@@ -167,7 +186,7 @@ def request_rescore(project: Project) -> Task | None:
         return queued
     if champion_version(project.id) is None:
         return None
-    job_id = f"rescore-{uuid.uuid4().hex}"
+    job_id = _job_id("rescore")
     dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
     task_id = db.session.scalar(
         dialect.insert(Task)
@@ -188,7 +207,7 @@ def request_rescore(project: Project) -> Task | None:
     if task_id is None:
         # Another request queued one between our look and our insert: it covers our items.
         return _queued_rescore(project.id)
-    after_commit(lambda: jobs.enqueue(RESCORE_JOB, task_id, job_id=job_id))
+    after_commit(lambda: jobs.enqueue(RESCORE_JOB, task_id, job_id=job_id), key=job_id)
     return db.session.get(Task, task_id)
 
 
@@ -232,6 +251,7 @@ def current_scores(project: Project) -> list:
 DIED = "The worker running this retrain stopped before it finished."
 
 
+@unit_of_work
 def requeue_pending() -> int:
     """Recover after a fault: settle rows whose job died, enqueue intents Redis never got.
 
@@ -251,7 +271,7 @@ def requeue_pending() -> int:
     for run in db.session.scalars(select(RetrainRun).where(RetrainRun.status == "queued")).all():
         if not _running_run(run.project_id) and not jobs.job_alive(run.job_id):
             _enqueue_run(run)
-            count += run.job_id is not None and jobs.job_alive(run.job_id)
+            count += 1
     for task in db.session.scalars(select(Task).where(Task.status == "running")).all():
         if not jobs.job_alive(task.job_id):
             count += _settle_task(task, "The worker running this task stopped before it finished.")
@@ -262,6 +282,7 @@ def requeue_pending() -> int:
     return count
 
 
+@unit_of_work
 def settle_job(job_id: str, handed_back: bool, reason: str) -> int:
     """Settle the run or task of a job whose work horse died; return how many jobs it enqueued.
 
@@ -292,7 +313,7 @@ def _settle_run(run: RetrainRun, handed_back: bool, reason: str) -> int:
     run_id, project_id = run.id, run.project_id
     if run.status == "queued":
         _enqueue_run(run)  # killed before it claimed the run: just run it again
-        return int(run.job_id is not None)
+        return 1
     if handed_back and _queued_run(project_id) is None:
         try:
             requeued = db.session.execute(
@@ -309,7 +330,8 @@ def _settle_run(run: RetrainRun, handed_back: bool, reason: str) -> int:
                 run = db.session.get(RetrainRun, run_id)
                 db.session.refresh(run)
                 _enqueue_run(run)
-                return int(run.job_id is not None)
+                db.session.commit()
+                return 1
             return 0
     if handed_back:
         reason += " A retrain queued meanwhile takes its place."
@@ -321,10 +343,9 @@ def _settle_run(run: RetrainRun, handed_back: bool, reason: str) -> int:
     )
     db.session.commit()
     queued = _queued_run(project_id)
-    if queued is None:
-        return 0
-    _ensure_enqueued(queued)
-    return int(queued.job_id is not None)
+    enqueued = queued is not None and _ensure_enqueued(queued)
+    db.session.commit()
+    return int(enqueued)
 
 
 def _settle_task(task: Task, reason: str) -> int:
@@ -352,7 +373,7 @@ def _enqueue_task(task: Task) -> int:
     """Enqueue a queued task's job again; the row keeps the intent if Redis is unreachable."""
     if task.name != "rescore":
         return 0
-    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=f"rescore-{task.id}-{_stamp()}")
+    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=_job_id("rescore"))
     if job_id is None:
         return 0
     task.job_id = job_id
@@ -382,6 +403,7 @@ def load_model(version: ModelVersion):
 # The retrain job
 
 
+@unit_of_work
 def run_retrain(
     run_id: int, progress: Callable[[str], None] | None = None, job_id: str | None = None
 ) -> str:
@@ -464,6 +486,7 @@ def _start_next_queued(project_id: int) -> None:
     queued = _queued_run(project_id)
     if queued is not None:
         _enqueue_run(queued)
+        db.session.commit()
 
 
 def _training_data(project: Project):
@@ -593,6 +616,7 @@ def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
 # The rescore job
 
 
+@unit_of_work
 def run_rescore(
     task_id: int, chunk: int = 2000, progress: Callable[[int, int], None] | None = None
 ):
@@ -742,7 +766,7 @@ def _start_queued_rescore(project_id: int) -> None:
     """Enqueue the rescore queued after this one's last look, unless its job is still alive."""
     queued = _queued_rescore(project_id)
     if queued is not None and not jobs.job_alive(queued.job_id):
-        job_id = jobs.enqueue(RESCORE_JOB, queued.id, job_id=f"rescore-{queued.id}-{_stamp()}")
+        job_id = jobs.enqueue(RESCORE_JOB, queued.id, job_id=_job_id("rescore"))
         if job_id is not None:
             queued.job_id = job_id
             db.session.commit()

@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.api.helpers import ALL_SCOPES, FUZZ_SENT, SETTINGS, Api, label_all
-from tests.factories import make_items, make_key, make_project
-from webapp import training
+from tests.factories import make_items, make_key, make_project, queue_retrain
 from webapp.extensions import db
 from webapp.models import ModelVersion
 
@@ -46,7 +45,7 @@ def champion(project, run_jobs):
     labeled = make_items(project, 60)
     make_items(project, 20, start=60)
     label_all(project, labeled)
-    training.trigger_retrain(project)
+    queue_retrain(project)
     run_jobs()
     db.session.expire_all()
     version = db.session.scalar(select(ModelVersion).where(ModelVersion.status == "champion"))

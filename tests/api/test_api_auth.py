@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.api.helpers import ALL_SCOPES, Api, assert_problem
-from tests.factories import make_items
-from webapp import serving, training
+from tests.factories import make_items, queue_retrain
+from webapp import serving
 from webapp.extensions import db
 from webapp.models import (
     Annotation,
@@ -43,7 +43,7 @@ def rows(project):
     """One item, one logged prediction and one queued run of `news`."""
     (item_id,) = make_items(project, 1)
     (prediction_id,) = serving.log_predictions(project, [{"data": {"text": "x"}, "label": "tech"}])
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     return {"item": item_id, "prediction": prediction_id, "run": run.id}
 
 

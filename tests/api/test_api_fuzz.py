@@ -24,8 +24,8 @@ from schemathesis import checks as st_checks
 from schemathesis.core.parameters import ParameterLocation
 
 from tests.api.helpers import ALL_SCOPES, FUZZ_SENT, SETTINGS
-from tests.factories import make_champion, make_key, make_project
-from webapp import serving, training
+from tests.factories import make_champion, make_key, make_project, queue_retrain
+from webapp import serving
 from webapp.extensions import db
 
 # 12 operations x 100 = 1,200 generated cases by default (some operations have fewer
@@ -61,7 +61,7 @@ def seeded(app):
     feedback, _ = serving.add_feedback(
         db.session.get(serving.Prediction, predictions[0]), correct=False
     )
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     items = [i for (i,) in db.session.execute(db.text("SELECT id FROM item ORDER BY id"))]
     return {
         "token": make_key(project, ALL_SCOPES),

@@ -5,8 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from tests.api.helpers import assert_problem, label_all
-from tests.factories import make_items
-from webapp import training
+from tests.factories import make_items, queue_retrain
 from webapp.extensions import db
 from webapp.models import Project, RetrainRun
 
@@ -76,7 +75,7 @@ def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
 
 def test_a_retrain_that_cannot_train_reads_failed_with_its_error(api, project, run_jobs):
     # Queued without the API's check (an automatic trigger does that); the job refuses it.
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     run_jobs()
     db.session.expire_all()
     run = api.get(f"/projects/news/runs/{run_id}").get_json()
@@ -87,6 +86,6 @@ def test_a_retrain_that_cannot_train_reads_failed_with_its_error(api, project, r
 
 def test_another_projects_run_is_404(api, other, project):
     sports = db.session.scalar(select(Project).where(Project.slug == "sports"))
-    other_run = training.trigger_retrain(sports).id
+    other_run = queue_retrain(sports).id
     assert_problem(api.get(f"/projects/news/runs/{other_run}"), 404)
     assert_problem(other.get(f"/projects/news/runs/{other_run}"), 404)

@@ -17,8 +17,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
 from tests.api.helpers import Api, check_documented, label_all, spec, validator_at
-from tests.factories import make_items
-from webapp import training
+from tests.factories import make_items, queue_retrain
 from webapp.enums import Decision, ModelStatus, QueueReason, RunStatus, Trigger, values
 from webapp.extensions import db
 from webapp.models import RetrainRun
@@ -177,7 +176,7 @@ def test_status_like_fields_document_the_enums_of_webapp_enums(SPEC):
 
 def test_runs_of_every_trigger_are_answered_as_documented(api, project):
     for trigger in Trigger:
-        run = training.trigger_retrain(project, trigger=trigger)
+        run = queue_retrain(project, trigger=trigger)
         # Api checks the answer against the document, whose `trigger` enum must name it.
         assert api.get(f"/projects/news/runs/{run.id}").get_json()["trigger"] == trigger
         db.session.delete(db.session.get(RetrainRun, run.id))

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from tests.factories import make_key, make_project, make_user
+from tests.factories import make_key, make_project, make_user, queue_retrain
 from tests.faults.helpers import slow_project
 from webapp import training
 from webapp.extensions import db
@@ -33,7 +33,7 @@ def _prediction(n: int) -> dict:
 
 def test_a_retrain_records_its_result_across_a_database_restart(pg_app, pg_cluster):
     project = slow_project(n=3000)
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     stages = []
 
     def progress(stage: str) -> None:

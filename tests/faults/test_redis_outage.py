@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tests.factories import make_key
+from tests.factories import make_key, queue_retrain
 from tests.faults.conftest import fault_env, wait_until
 from tests.faults.helpers import slow_project
-from webapp import create_app, jobs, training
+from webapp import create_app, jobs
 from webapp.extensions import db
 from webapp.models import RetrainRun
 
@@ -63,12 +63,13 @@ def test_workers_ride_out_a_redis_outage_and_lose_nothing(outage_app, redis_serv
     assert during.status_code == 202
     during_id = during.get_json()["run_id"]
     assert during_id != first_id
-    assert db.session.get(RetrainRun, during_id).job_id is None  # Redis never heard of it
+    during_job = db.session.get(RetrainRun, during_id).job_id
     time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
     assert [w.poll() for w in both] == [None, None], [workers.output(w) for w in both]
 
     redis_server.start()
     back = time.monotonic()
+    assert jobs.fetch_job(during_job) is None  # Redis never heard of it
     # The retrain caught in the outage finished (its progress reports were skipped) ...
     wait_until(lambda: status(first_id) in ("succeeded", "failed"), 60, what="the first run")
     run = db.session.get(RetrainRun, first_id)
@@ -82,12 +83,13 @@ def test_workers_ride_out_a_redis_outage_and_lose_nothing(outage_app, redis_serv
 def test_a_trigger_coalescing_into_an_unenqueued_run_enqueues_it(outage_app, redis_server):
     project = slow_project(n=50)
     redis_server.stop()
-    run = training.trigger_retrain(project)
-    assert run.job_id is None  # recorded, not enqueued
+    run = queue_retrain(project)
+    lost_job = run.job_id  # recorded, not enqueued
     redis_server.start()
+    assert jobs.fetch_job(lost_job) is None
 
-    again = training.trigger_retrain(project)
+    again = queue_retrain(project)
     assert again.id == run.id  # the trigger coalesced ...
-    assert again.job_id is not None  # ... and enqueued the run nobody had enqueued
+    assert again.job_id != lost_job  # ... and enqueued the run nobody had enqueued
     job = jobs.fetch_job(again.job_id)
     assert job.get_status().value == "queued" and job.args == [run.id]

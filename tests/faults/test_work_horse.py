@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import func, select
 
+from tests.factories import queue_retrain
 from tests.faults.conftest import fault_env, wait_until
 from tests.faults.helpers import slow_project
 from webapp import jobs, training
@@ -29,7 +30,7 @@ def status(model, row_id) -> str:
 def test_a_killed_work_horse_fails_its_run_at_once_and_the_worker_lives_on(app, workers):
     project = slow_project()
     worker = workers.start(fault_env(app))
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     wait_until(lambda: status(RetrainRun, run_id) == "running", 60, 0.02, what="the retrain")
     workers.horse(worker).kill()  # SIGKILL, as the OOM killer sends
 
@@ -38,7 +39,7 @@ def test_a_killed_work_horse_fails_its_run_at_once_and_the_worker_lives_on(app, 
     assert "signal 9" in run.error and "stopped before it finished" in run.error
     assert worker.poll() is None, workers.output(worker)
     # The project is not stuck: the next trigger queues a new run, and the same worker runs it.
-    again = training.trigger_retrain(project).id
+    again = queue_retrain(project).id
     assert again != run_id
     wait_until(lambda: status(RetrainRun, again) == "succeeded", 90, what="the next retrain")
 
@@ -47,13 +48,13 @@ def test_after_a_hard_crash_one_worker_start_recovers_within_the_heartbeat_timeo
     project = slow_project()
     env = fault_env(app)
     crashed = workers.start(env)
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     wait_until(lambda: status(RetrainRun, run_id) == "running", 60, 0.02, what="the retrain")
     horse = workers.horse(crashed)
     os.kill(crashed.pid, signal.SIGKILL)  # the worker and its horse die together
     horse.kill()
     crashed.wait(timeout=10)
-    waiting = training.trigger_retrain(project).id  # queued behind the lost run
+    waiting = queue_retrain(project).id  # queued behind the lost run
     assert waiting != run_id
 
     started = time.monotonic()
@@ -70,7 +71,7 @@ def test_after_a_hard_crash_one_worker_start_recovers_within_the_heartbeat_timeo
 def test_a_killed_rescore_is_requeued_and_finishes_the_pool(app, workers):
     project = slow_project(n=5000, labeled=1500)
     # The first champion, trained in this process; its promotion queues the pool's rescore.
-    training.run_retrain(training.trigger_retrain(project).id)
+    training.run_retrain(queue_retrain(project).id)
     task = db.session.scalar(select(Task).where(Task.project_id == project.id))
     assert task is not None and task.status == "queued"
     # Scores carry the champion's model version id (and the strategy).
@@ -114,7 +115,7 @@ def _sigterm_everyone(worker, horse) -> None:
 def test_sigterm_lets_the_running_retrain_finish_within_the_grace_period(app, workers):
     project = slow_project()
     worker = workers.start(fault_env(app, CORRIGO_SHUTDOWN_GRACE="120"))
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     wait_until(lambda: status(RetrainRun, run_id) == "running", 60, 0.02, what="the retrain")
     _sigterm_everyone(worker, workers.horse(worker))
 
@@ -128,7 +129,7 @@ def test_sigterm_past_the_grace_period_hands_the_retrain_back_to_the_queue(app, 
     # Half a second of grace, heartbeats 30 s apart: the deadline is kept all the same.
     env = fault_env(app, CORRIGO_SHUTDOWN_GRACE="0.5", CORRIGO_HEARTBEAT_SECONDS="30")
     worker = workers.start(env)
-    run_id = training.trigger_retrain(project).id
+    run_id = queue_retrain(project).id
     wait_until(lambda: status(RetrainRun, run_id) == "running", 60, 0.02, what="the retrain")
     _sigterm_everyone(worker, workers.horse(worker))
 

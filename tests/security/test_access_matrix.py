@@ -17,9 +17,8 @@ import pytest
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select
 
-from tests.factories import make_items
+from tests.factories import make_items, queue_retrain
 from tests.security.conftest import PASSWORD
-from webapp import training
 from webapp.extensions import db
 from webapp.models import Annotation, ApiKey, Item, Membership, RetrainRun, Skip, User, utcnow
 
@@ -339,7 +338,7 @@ def _contexts(team, n: int) -> list[dict]:
         key, _ = ApiKey.generate(news, ["predict"])
         db.session.add_all([target, disabled, key])
         rows.append((target, disabled, key))
-    run = training.trigger_retrain(news)
+    run = queue_retrain(news)
     db.session.commit()
     runs = count(RetrainRun)
     return [

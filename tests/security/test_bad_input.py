@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_items, make_project, make_user
-from webapp import training
+from tests.factories import make_items, make_project, make_user, queue_retrain
 
 PASSWORD = "secret-pass"
 
@@ -16,7 +15,7 @@ def engineer(app, client, auth):
     """An engineer, member of `news` (one item, one run), logged in; returns the ids."""
     project = make_project()
     (item_id,) = make_items(project, 1)
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     make_user("eng@example.com", PASSWORD, "engineer")
     assert auth.login("eng@example.com", PASSWORD).status_code == 302
     return {"item": item_id, "run": run.id}

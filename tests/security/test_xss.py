@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_key, make_project, make_user
+from tests.factories import make_key, make_project, make_user, queue_retrain
 from tests.web.conftest import PASSWORD
-from webapp import training
 from webapp.extensions import db
 from webapp.models import ApiKey, AuditLog
 
@@ -47,7 +46,7 @@ def store_payloads(client) -> dict:
     assert response.status_code in (200, 201), response.text
     # An admin named a key with markup (the CLI allows any name of up to 100 characters).
     db.session.scalar(select(ApiKey)).name = "<script>window.__xss=1</script>"
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     run.status, run.error = "failed", PAYLOAD
     run.reasons = [PAYLOAD]
     db.session.add(AuditLog(actor=PAYLOAD, action="probe", target=PAYLOAD, detail={"x": PAYLOAD}))

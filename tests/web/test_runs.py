@@ -3,9 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from tests.factories import label_all, make_items, make_project
+from tests.factories import label_all, make_items, make_project, queue_retrain
 from tests.web.html import table, text
-from webapp import training
 from webapp.extensions import db
 from webapp.models import ModelVersion, RetrainRun
 
@@ -131,7 +130,7 @@ def test_retrain_without_enough_labels_is_refused_with_a_reason(client, login, a
 def test_a_failed_run_shows_its_error(client, login, auth, run_jobs):
     # Queued while trainable, then its labels went (here: never came) before a worker took it.
     project = make_project()
-    run = training.trigger_retrain(project)
+    run = queue_retrain(project)
     login("admin")
     run_jobs()
     page = client.get(f"/projects/news/runs/{run.id}").text

@@ -193,4 +193,5 @@ def skip(slug: str, item_id: int):
     project = project_or_404(slug)
     item = _item_or_404(project, item_id)
     pool.skip(project, item, current_user.annotator)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     return _next(project, f"Skipped #{item.id}; it will not come back to you.")

@@ -189,6 +189,7 @@ def add_feedback(prediction: Prediction, headers: dict, payload: dict):
         comment=payload["comment"],
         idempotency_key=headers["idempotency_key"],
     )
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     resp = created({"feedback_id": feedback.id})
     if not was_created:
         resp.headers["Idempotent-Replayed"] = "true"

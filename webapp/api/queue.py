@@ -114,4 +114,5 @@ def annotate(item: Item, payload: dict):
 def skip(item: Item):
     """Skip an item."""
     pool.skip(db.session.get(Project, item.project_id), item, g.api_key.annotator)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     return Response(status=204)

@@ -90,6 +90,7 @@ def retrain(slug: str):
     except training.NotTrainable as exc:
         raise Conflict(str(exc)) from None
     run = training.trigger_retrain(project, trigger=Trigger.MANUAL)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     location = url_for("api.runs.show_run", slug=project.slug, run_id=run.id)
     return created({"run_id": run.id}, status=202, location=location)
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Item, Project, ProjectCounter, utcnow
+from ..transaction import unit_of_work
 
 IMPORT_BATCH = 1000
 
@@ -22,6 +23,7 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+@unit_of_work
 def import_items(
     project: Project, rows: Iterable[dict], source: str = "import", batch_size: int = IMPORT_BATCH
 ) -> Iterator[list[int]]:

@@ -15,14 +15,18 @@ from sqlalchemy import func, insert, select, update
 
 from ..extensions import db
 from ..models import Annotation, Item, Project, ProjectCounter, utcnow
+from ..transaction import unit_of_work
 from ..validation import validate_label
 from .items import _batches
 
 
+@unit_of_work
 def annotate(project: Project, item: Item, annotator: str, label: str) -> Annotation:
     """Record an expert label, resolve the item, and trigger a retrain every N label changes.
 
-    Raises ValidationError for an unknown label; the caller checks leases and access.
+    Raises ValidationError for an unknown label; the caller checks leases and access. A unit
+    of work of its own (see `webapp.transaction`): the label commits first, then the retrain
+    is claimed from the committed counts and queued in a second, short transaction.
     """
     from ..training import trigger_retrain
 
@@ -39,16 +43,19 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
     db.session.commit()
     if _claim_retrain(project):
         trigger_retrain(project, trigger="auto")
+        db.session.commit()
     return annotation
 
 
+@unit_of_work
 def label_unlabeled(
     project: Project, pairs: Iterable[tuple[int, str]], annotator: str, batch_size: int = 1000
 ) -> int:
     """Record labels in bulk for the items among (item id, label) that have none yet.
 
     For imports and seeds: an item an expert already labeled keeps its label. Each batch is
-    one transaction of bulk writes (no per-item commit), and the automatic retrain is
+    one transaction of bulk writes (no per-item commit; a streaming writer, see
+    `webapp.transaction`), and the automatic retrain is
     considered once at the end, so a 100k-label import queues one retrain, not 4,000.
     Returns how many items were labeled.
     """
@@ -91,6 +98,7 @@ def label_unlabeled(
         done += len(todo)
     if done and _claim_retrain(project):
         trigger_retrain(project, trigger="auto")
+        db.session.commit()
     return done
 
 

@@ -28,6 +28,7 @@ from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
 from ..models import Item, ModelVersion, Project, Skip, utcnow
 from ..training import current_scores
+from ..transaction import unit_of_work
 from . import cursor as skip_cursor
 from .cursor import Cursor, after
 
@@ -137,12 +138,15 @@ def claim_statement(
     )
 
 
+@unit_of_work
 def next_item(
     project: Project, annotator: str, rng: random.Random | None = None
 ) -> tuple[Item, str] | None:
     """Lease the next item to `annotator` and return it with the reason, or None when done.
 
     An annotator who already holds a live lease gets that item again, so a reload loses nothing.
+    A unit of work of its own (see `webapp.transaction`): each claim commits at once, so an
+    expert racing for the same head sees the lease and takes the next item.
     """
     rng = rng or random.Random()
     now = utcnow()
@@ -187,11 +191,10 @@ def leased_to_other(item: Item, annotator: str) -> bool:
 
 
 def skip(project: Project, item: Item, annotator: str) -> None:
-    """Hide the item from this annotator and release their lease on it."""
+    """Hide the item from this annotator and release their lease on it (flushed only)."""
     if db.session.get(Skip, (annotator, item.id)) is None:
         db.session.add(Skip(item_id=item.id, annotator=annotator))
     release(item, annotator)
     db.session.flush()
     # Skipping the head of the uncertain lane moves the expert's skip cursor past it.
     skip_cursor.advance(project, annotator, utcnow())
-    db.session.commit()

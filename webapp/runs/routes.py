@@ -88,6 +88,7 @@ def start(slug: str):
         )
     )
     run = trigger_retrain(project, trigger=Trigger.UI)
+    db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     if run.id == queued:
         flash(f"Retrain #{run.id} was already waiting to start; your request joined it.")
     else:
