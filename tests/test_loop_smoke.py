@@ -25,6 +25,7 @@ def test_loop_promotes_and_serves(app, run_jobs):
     champion = db.session.scalar(select(ModelVersion).where(ModelVersion.status == "champion"))
     assert champion.version == 1
     out = serving.predict(project, {"text": "the team won the cup match with a late goal"})
+    db.session.commit()  # as the predict view does
     assert out["label"] == "sport"
     item, reason = pool.next_item(project, "user:2")
     assert reason in ("uncertain", "audit")

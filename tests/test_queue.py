@@ -256,7 +256,7 @@ def _champion(project) -> dict:
         train_size=0,
     )
     db.session.add(champion)
-    db.session.flush()
+    db.session.commit()
     return {"scored_by": champion.id, "score_strategy": "margin"}
 
 

@@ -258,6 +258,7 @@ def test_after_a_strategy_change_the_lane_heads_the_least_certain_item(app, run_
 
     sure = {"text": text_for("sport", 7)}
     result = serving.predict(project, sure, external_id="sure")
+    db.session.commit()  # as the predict view does
     assert max(result["probabilities"].values()) >= 0.9  # the model is sure of it
 
     item, reason = pool.next_item(project, "user:expert")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
 
 from .enums import values
 
@@ -78,6 +78,50 @@ class NumberMap(fields.Dict):
         if errors:
             raise ValidationError(errors)
         return {key: float(number) for key, number in value.items()}
+
+
+class Rows(fields.List):
+    """A list of rows of one schema (a batch of up to 1,000 items or predictions).
+
+    Documented and validated by that schema: a row is loaded field by field with the schema's
+    own fields, which skips the per-row machinery of `Schema.load` (a third of a 1,000-row
+    request's time). A row the fast path cannot take as is (an error, an unknown key, a schema
+    with hooks) sends the whole list through `Schema.load`, so errors are marshmallow's own.
+    """
+
+    def __init__(self, schema: type[Schema], **kwargs):
+        super().__init__(fields.Nested(schema), **kwargs)
+        row = schema()
+        simple = not any(row._hooks.values()) and row.unknown == RAISE
+        self._plan = (
+            [(f.data_key or name, f.attribute or name, f) for name, f in row.load_fields.items()]
+            if simple
+            else []
+        )
+        self._keys = {key for key, _attr, _field in self._plan}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """The rows loaded by the fast path, or by the schema if any row needs it."""
+        rows = self._fast(value)
+        return rows if rows is not None else super()._deserialize(value, attr, data, **kwargs)
+
+    def _fast(self, value) -> list[dict] | None:
+        if not self._plan or type(value) is not list:
+            return None
+        out = []
+        for row in value:
+            if type(row) is not dict or not row.keys() <= self._keys:
+                return None
+            loaded = {}
+            for key, name, field in self._plan:
+                try:
+                    result = field.deserialize(row.get(key, missing), key, row)
+                except ValidationError:
+                    return None
+                if result is not missing:
+                    loaded[name] = result
+            out.append(loaded)
+        return out
 
 
 def enum(kind: type[StrEnum], **kwargs) -> fields.String:

@@ -83,6 +83,11 @@ def has_pending_writes(session: Session) -> bool:
     return any(session.is_modified(obj) for obj in session.dirty)  # net changes only
 
 
+def note_write() -> None:
+    """Record a write the session cannot see (a driver-level executemany on its connection)."""
+    db.session.info[_WROTE] = True
+
+
 @event.listens_for(Session, "after_flush")
 def _note_flush(session: Session, flush_context) -> None:
     session.info[_WROTE] = True

@@ -71,8 +71,10 @@ def validate_probabilities(project: Project, value: object, field: str) -> dict 
         return None
     if not isinstance(value, dict):
         raise ValidationError({field: "must be an object mapping labels to probabilities"})
+    labels = project.labels  # read once: each read of a mapped attribute costs, per row
     for key, p in value.items():
-        validate_label(project, key, f"{field}.{key}")
+        if key not in labels:
+            validate_label(project, key, f"{field}.{key}")  # raises, naming the label set
         if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p):
             raise ValidationError({f"{field}.{key}": "must be a number"})
         if not 0.0 <= p <= 1.0:

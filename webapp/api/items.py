@@ -27,8 +27,8 @@ class ItemRow(Schema):
 class ImportRequest(Schema):
     """Up to 1,000 items, imported whole or not at all."""
 
-    items = fields.List(
-        fields.Nested(ItemRow),
+    items = f.Rows(
+        ItemRow,
         required=True,
         validate=validate.Length(
             1, f.MAX_ROWS, error="must hold 1 to {max} rows (split larger batches)"

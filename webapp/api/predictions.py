@@ -58,8 +58,8 @@ class LoggedPrediction(Schema):
 class PredictionLogRequest(Schema):
     """Up to 1,000 predictions, logged whole or not at all."""
 
-    predictions = fields.List(
-        fields.Nested(LoggedPrediction),
+    predictions = f.Rows(
+        LoggedPrediction,
         required=True,
         validate=validate.Length(
             1, f.MAX_ROWS, error="must hold 1 to {max} rows (split larger batches)"
