@@ -187,3 +187,21 @@ def test_every_endpoint_with_a_body_answers_bad_bodies_alike(app, api, project):
             assert_problem(resp, status, field, case=(path, raw[:10]))
     assert item_count(project) == before
     assert db.session.get(Item, item_id).label is None
+
+
+def test_a_value_no_column_can_store_is_found_deep_in_a_large_batch(api, project):
+    """Row 700 of 1,000 still gets its path named, whatever the raw-body shortcut skips."""
+    nested: dict = {"text": "deep"}
+    for _ in range(40):
+        nested = {"n": nested}
+    for bad, field in [
+        ({"text": "nul\u0000byte"}, "items[700].data.text"),
+        ({"text": "half \ud800 pair"}, "items[700].data.text"),
+        ({"text": "a", "n": 2**63}, "items[700].data.n"),
+        ({"text": "a", "deep": nested}, "items[700].data.deep"),
+    ]:
+        rows = [{"data": {"text": f"row {i}"}} for i in range(1000)]
+        rows[700]["data"] = bad
+        doc = assert_problem(api.post("/projects/news/items", {"items": rows}), 422, case=field)
+        assert any(key.startswith(field) for key in doc["errors"]), (field, doc["errors"])
+    assert item_count(project) == 0
