@@ -9,7 +9,7 @@ Per backend, one project holds N scored unlabeled items and a champion; `audit_s
 every call takes the uncertain lane. For K in 0, 100, 1,000 and 10,000 excluded top items, each
 timed call is the real `pool.next_item(project, annotator)` (the lease released untimed after
 it, so every call does the same work), and the uncertain lane's own statement as the queue
-builds it (`_candidates`), run alone. The baseline is K = 0 in the same process. Then, on
+builds it (`pool.queue.lanes`), run alone. The baseline is K = 0 in the same process. Then, on
 PostgreSQL, every lane's plan with and without the predicate on a table never analyzed
 (autovacuum off), where the planner has no statistics for `excluded_at`.
 
@@ -40,14 +40,15 @@ from tests.factories import make_project
 from webapp import pool
 from webapp.extensions import db
 from webapp.models import Item, utcnow
-from webapp.pool.queue import _candidates
+from webapp.pool.queue import lanes
+from webapp.training import current_scores
 
 EXCLUDED = (0, 100, 1_000, 10_000)
 CALLS = 60
 
 
-def _fill(project, n: int) -> list[int]:
-    """N scored unlabeled items, inserted in bulk; ids in descending score order."""
+def _fill(project, n: int, champion_id: int) -> list[int]:
+    """N unlabeled items scored by the champion (margin), in bulk; ids by descending score."""
     rng = random.Random(0)
     now = utcnow()
     for start in range(0, n, 10_000):
@@ -61,7 +62,8 @@ def _fill(project, n: int) -> list[int]:
                     "created_at": now,
                     "rand": rng.random(),
                     "score": -rng.random(),
-                    "scored_by": 1,
+                    "scored_by": champion_id,
+                    "score_strategy": "margin",
                 }
                 for i in range(start, min(n, start + 10_000))
             ],
@@ -98,6 +100,19 @@ def _release(served: list[int], item: Item) -> None:
     db.session.commit()
 
 
+def _candidates(project, annotator: str, now, rng):
+    """The queue's lanes as `next_item` builds them for a call that serves the uncertain lane."""
+    return lanes(
+        project.id,
+        annotator,
+        now,
+        rng,
+        champion=True,
+        uncertain=True,
+        current=current_scores(project),
+    )
+
+
 def _uncertain_lane(project):
     """The uncertain lane's statement exactly as the queue builds it, for one item."""
     lanes = {
@@ -111,8 +126,9 @@ def run_backend(backend: str, n: int) -> None:
     """Measure one backend at one pool size and print its table."""
     with bench_app(backend) as _app:
         project = make_project(slug="bench", settings={"audit_share": 0.0, "retrain_every": 0})
-        ids = _fill(project, n)
-        add_champion(project, b"", 0)
+        champion = add_champion(project, b"", 0)
+        db.session.commit()
+        ids = _fill(project, n, champion.id)
         rows, baseline = [], None
         for k in (k for k in EXCLUDED if k < n):
             _exclude_top(ids, k)
@@ -133,11 +149,10 @@ def run_backend(backend: str, n: int) -> None:
         print(f"\n## {backend}, {n:,} unlabeled items, the K top-scored excluded\n")
         headers = ["excluded K", "next_item median", "vs K=0", "lane query median", "vs K=0"]
         print(table(headers, rows))
-        plans = explain(lambda: pool.next_item(project, "user:plan"))
-        start = next(i for i, line in enumerate(plans) if "ORDER BY item.score DESC" in line)
-        end = next((i for i in range(start + 1, len(plans)) if plans[i].startswith("--")), None)
+        # The claim is an UPDATE around the lane's SELECT: explain the lane's statement itself.
+        plans = explain(lambda: db.session.scalar(_uncertain_lane(project)))
         print(f"\nPlan of the uncertain lane with {k:,} excluded:\n")
-        print("\n".join(plans[start + 1 : end]))
+        print("\n".join(line for line in plans if not line.startswith("--")))
 
 
 def _lane_plans(project) -> dict[str, tuple[float, str]]:
@@ -164,11 +179,12 @@ def never_analyzed(n: int) -> None:
             db.session.execute(text(f"ALTER TABLE {table_name} SET (autovacuum_enabled = false)"))
         db.session.commit()
         project = make_project(slug="bench", settings={"audit_share": 0.0, "retrain_every": 0})
-        ids = _fill(project, n)
+        champion = add_champion(project, b"", 0)
+        db.session.commit()
+        ids = _fill(project, n, champion.id)
         # 10% disputed (a bad release drew a lot of feedback), 100 of them excluded.
         db.session.execute(update(Item).where(Item.id.in_(ids[::10])).values(disputed_at=utcnow()))
         _exclude_top(ids[::10], 100)
-        add_champion(project, b"", 0)
         db.session.commit()
         cold = _lane_plans(project)
         analyze()

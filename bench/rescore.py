@@ -29,12 +29,11 @@ from sqlalchemy import func, select
 
 from bench.common import add_champion, bench_app, header, load, parse_args, table, timed
 from bench.predict import _fit
-from bench.queue_next import _raw_import
 from labeling import sampling
 from tests.factories import make_project
 from webapp.demo import BBC_LABELS, load_bbc
 from webapp.extensions import db
-from webapp.models import Item, Task
+from webapp.models import Item, Task, utcnow
 
 
 def snippets(articles, n: int, words: int = 40, seed: int = 0) -> list[str]:
@@ -91,6 +90,29 @@ def job(app, project_id: int) -> tuple[float, dict]:
     if task.status != "succeeded":
         raise RuntimeError(f"rescore {task.status}: {task.error}")
     return seconds, {"progress": task.progress}
+
+
+def _raw_import(project_id: int, rows: list[dict]) -> None:
+    """Setup, not measured: the items by a raw DBAPI executemany (COPY on PostgreSQL)."""
+    raw = db.engine.raw_connection()
+    now = utcnow()
+    values = [
+        (project_id, r["external_id"], json.dumps(r["data"]), "import", now, random.random())
+        for r in rows
+    ]
+    columns = "project_id, external_id, data, source, created_at, rand"
+    try:
+        cur = raw.cursor()
+        if db.engine.dialect.name == "sqlite":
+            cur.executemany(f"INSERT INTO item ({columns}) VALUES (?, ?, ?, ?, ?, ?)", values)
+        else:
+            with cur.copy(f"COPY item ({columns}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        raw.commit()
+        cur.close()
+    finally:
+        raw.close()
 
 
 def bench_backend(app, blob: bytes, model, texts: list[str], train_size: int) -> list[dict]:
