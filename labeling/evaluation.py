@@ -314,6 +314,13 @@ def _defined(*values: float) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
 
+def _p(p: float, n_boot: int | None = None) -> str:
+    """A p-value for a sentence: a bootstrap share of 0 is below one resample in n_boot."""
+    if n_boot and p <= 0:
+        return f"p < {1 / n_boot:.4g}"
+    return f"p = {p:.4f}" if p >= 1e-4 else "p < 0.0001"
+
+
 def _pct(alpha: float) -> str:
     return f"{100 * (1 - alpha):g}%"
 
@@ -393,7 +400,7 @@ def _compare(
         }
         evidence = f"{test['b']} rows only the candidate got right, {test['c']} only the {against}"
         p_better, lower = test["p_better"], (bounds["lower"] if n else math.nan)
-        method = "exact McNemar"
+        method, shown = "exact McNemar", _p(p_better)
     else:
         boot = stats.paired_bootstrap(
             config.metric, t, cand, other, n_boot=n_boot, seed=seed, alpha=alpha, labels=order
@@ -413,13 +420,13 @@ def _compare(
         }
         evidence = f"gain {boot['delta']:+.4f}" if _defined(boot["delta"]) else "no gain"
         p_better, lower = boot["p_better"], boot["lower"]
-        method = "paired bootstrap"
+        method, shown = "paired bootstrap", _p(p_better, n_boot)
     if not _defined(cand_v, other_v):
         return _rule(rule, False, f"{title} is undefined (no rows to score)", numbers)
     scores = f"{title} {cand_v:.3f} vs {against} {other_v:.3f}"
     if mode == "superiority":
         ok = _defined(p_better) and p_better < alpha
-        verdict = f"{method} p = {p_better:.4f} {'<' if ok else '≥'} {alpha:g}: " + (
+        verdict = f"{method} {shown} {'<' if ok else '≥'} {alpha:g}: " + (
             "the gain is significant" if ok else "the gain is not significant"
         )
         return _rule(rule, ok, f"{scores} ({evidence}); {verdict}", numbers)
@@ -427,10 +434,15 @@ def _compare(
     champion_ahead = -lower if _defined(lower) else math.nan
     numbers |= {"champion_ahead_upper": champion_ahead, "margin": config.margin}
     ok = _defined(champion_ahead) and champion_ahead < config.margin - _EPS
+    if not _defined(champion_ahead):
+        bound = "no bound on the champion's lead"
+    elif champion_ahead >= 0:
+        bound = f"the {against} is at most {champion_ahead:.4f} better"
+    else:
+        bound = f"the candidate is at least {-champion_ahead:.4f} better"
     verdict = (
-        f"the {against} is at most {champion_ahead:+.4f} better ({level} one-sided bound, "
-        f"{method}), {'<' if ok else '≥'} margin {config.margin:.3f}: "
-        + ("not inferior" if ok else "inferiority not ruled out")
+        f"{bound} ({level} one-sided bound, {method}), {'<' if ok else '≥'} margin "
+        f"{config.margin:.3f}: " + ("not inferior" if ok else "inferiority not ruled out")
     )
     return _rule(rule, ok, f"{scores} ({evidence}); {verdict}", numbers)
 
@@ -493,7 +505,7 @@ def _class_regression_paired(
         c = classes[label]
         return (
             f"class {label!r} recall {c['champion_recall']:.3f} → {c['candidate_recall']:.3f} "
-            f"(drop {c['drop']:.3f}, McNemar p = {c['p_worse']:.4f})"
+            f"(drop {c['drop']:.3f}, McNemar {_p(c['p_worse'])})"
         )
 
     if failed:
