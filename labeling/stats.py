@@ -23,8 +23,10 @@ from scipy.stats import beta, norm
 
 Metric = Callable[[Sequence, Sequence, Sequence], float]
 
-# Bootstrap resamples drawn per batch, so memory stays bounded for large n_boot.
+# Bootstrap resamples drawn per batch, so memory stays bounded for large n_boot (and, through
+# the confusion cells a batch holds, for many labels).
 _BATCH = 500
+_CELLS_PER_BATCH = 1_000_000
 
 
 def _encode(labels: Sequence | None, *columns: Sequence) -> tuple[list[str], list[np.ndarray]]:
@@ -146,9 +148,10 @@ def _resampled_confusions(
         uniq, starts = np.unique(cell[order], return_index=True)
         sorters.append((order, uniq, starts))
     shares = counts / n
+    per_batch = max(1, min(_BATCH, _CELLS_PER_BATCH // (k * k)))  # bounded memory for many labels
     done = 0
     while done < n_boot:
-        size = min(_BATCH, n_boot - done)
+        size = min(per_batch, n_boot - done)
         draws = rng.multinomial(n, shares, size=size)
         batch = []
         for order, uniq, starts in sorters:
