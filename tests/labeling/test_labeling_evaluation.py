@@ -6,6 +6,7 @@ import pytest
 from labeling.evaluation import (
     METRIC_NAMES,
     MODES,
+    NI_MIN_ITEMS,
     GateConfig,
     GateDecision,
     decide,
@@ -596,3 +597,23 @@ def test_first_model_by_cross_validation():
     assert constant.promote is False
     few = decide_first_by_cv(y[:10], cv_pred[:10], LABELS, GateConfig())
     assert few.promote is False and rule(few, "heldout_size")["passed"] is False
+
+
+def test_non_inferiority_on_few_items_needs_a_significant_gain():
+    # 60 items, the candidate fixes two and breaks none: every bootstrap resample favours it,
+    # a bound that would promote on no evidence; below NI_MIN_ITEMS superiority's test applies.
+    y, cand, champ = champion_and_fixes(60, 0.8, 2)
+    assert len(y) < NI_MIN_ITEMS
+    decision = decide(y, cand, champ, y, LABELS, GateConfig(mode="non_inferiority"))
+    test = rule(decision, "paired_test")
+    assert test["passed"] is False and decision.promote is False
+    assert test["numbers"]["mode"] == "superiority"
+    assert test["numbers"]["requested_mode"] == "non_inferiority"
+    assert test["detail"].startswith(f"fewer than {NI_MIN_ITEMS} items")
+    # Accuracy's exact bound holds at any size, and it does not rule out a loss here either.
+    exact = decide(y, cand, champ, y, LABELS, GateConfig(mode="non_inferiority", metric="accuracy"))
+    assert rule(exact, "paired_test")["numbers"]["mode"] == "non_inferiority"
+    assert exact.promote is False
+    # With the fixes significant, the candidate is promoted all the same.
+    y, cand, champ = champion_and_fixes(60, 0.7, 10)
+    assert decide(y, cand, champ, y, LABELS, GateConfig(mode="non_inferiority")).promote is True
