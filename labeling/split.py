@@ -59,6 +59,39 @@ def heldout_mask(item_ids: Iterable[int] | np.ndarray, share: float) -> np.ndarr
     return _unit_interval(item_ids) < share
 
 
+# The lane of the experts' queue whose items are the held-out set: uniform random audits.
+AUDIT_LANE = "audit"
+
+
+def heldout_by_lane(
+    item_ids: Iterable[int] | np.ndarray, lanes: Iterable[str | None], share: float
+) -> np.ndarray:
+    """Say which labeled items are held out, from the lane that first served each one.
+
+    Only uniform random audits evaluate without bias: an item the queue chose because the model
+    was unsure of it (or because feedback disputed it, or to start cold) always trains, since a
+    held-out set of such items reads far below the true accuracy. Items labeled outside the
+    queue (imported labels, whose selection Corrigo did not bias) are split by the stable hash,
+    as :func:`heldout_mask` does.
+
+    Args:
+        item_ids: Integer item ids.
+        lanes: For each item, the queue lane its first expert label came through (``"audit"``,
+            ``"uncertain"``, ``"disputed"``, ``"cold-start"``), or None for labels given outside
+            the queue.
+        share: Held-out fraction for the items labeled outside the queue, in [0, 1].
+
+    Returns:
+        Boolean array, True where the item is held out.
+    """
+    ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+    lane = np.asarray(list(lanes), dtype=object).reshape(-1)
+    if len(lane) != len(ids):
+        raise ValueError(f"got {len(ids)} ids but {len(lane)} lanes")
+    outside = np.equal(lane, None)
+    return (lane == AUDIT_LANE) | (outside & heldout_mask(ids, share))
+
+
 def split_of(item_id: int, share: float) -> str:
     """Name the split a single item belongs to.
 

@@ -206,3 +206,42 @@ def predict_proba_for(model: Any, X: Any, labels: Sequence[str]) -> np.ndarray:
     # One column copy for the whole batch: the loop above is over classes, never rows.
     out[:, dst] = proba[:, src]
     return out
+
+
+def cross_val_predictions(
+    template: str, X: Any, y: Sequence[str], labels: Sequence[str], folds: int = 5, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Out-of-fold predictions over a labeled set: every row predicted by a model that did not
+    train on it (stratified folds, as many as the rarest label allows, at least 2).
+
+    Args:
+        template: A key of :data:`TEMPLATES`.
+        X: Model input as returned by :func:`to_matrix`.
+        y: Label string per row; at least two labels with two rows each.
+        labels: The project's labels, in display order (the probability columns).
+        folds: The most folds to use.
+        seed: Seed of the fold assignment.
+
+    Returns:
+        (predicted label per row, probabilities of shape (rows, len(labels))).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y_arr = np.asarray([str(label) for label in y], dtype=object)
+    _, counts = np.unique(y_arr, return_counts=True)
+    k = int(min(folds, counts.min()))
+    if len(counts) < 2 or k < 2:
+        raise ValueError("cross-validation needs two labels with at least two rows each")
+    labels = [str(label) for label in labels]
+    proba = np.zeros((len(y_arr), len(labels)), dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(y_arr)), y_arr):
+        pick = (
+            (lambda rows: [X[i] for i in rows]) if isinstance(X, list) else (lambda rows: X[rows])
+        )
+        if len(np.unique(y_arr[train])) < 2:
+            continue  # cannot happen with stratified folds of two labels; kept for safety
+        model = fit_model(template, pick(train), list(y_arr[train]))
+        proba[test] = predict_proba_for(model, pick(test), labels)
+    predicted = [labels[i] for i in proba.argmax(axis=1)]
+    return predicted, proba

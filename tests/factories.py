@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from sqlalchemy import select
 
@@ -109,8 +110,19 @@ def true_label(project: Project, item) -> str:
 _experts = itertools.count(1)
 
 
+class _AuditLane(random.Random):
+    """Makes `next_item` serve its uniform random audit lane (the held-out set's lane)."""
+
+    def random(self) -> float:
+        return 0.0
+
+
 def label_all(
-    project: Project, ids: list[int], label: str | None = None, annotator: str | None = None
+    project: Project,
+    ids: list[int],
+    label: str | None = None,
+    annotator: str | None = None,
+    lane: str | None = None,
 ) -> None:
     """Label exactly the items `ids` through the expert's path: the queue serves an item
     (`pool.next_item`), the expert labels it (`pool.annotate`) with its true label (or `label`)
@@ -118,16 +130,18 @@ def label_all(
 
     Each call is a new expert unless `annotator` is given (skips are per expert, so a later
     call still gets the items an earlier one skipped). Retrains trigger as they would for an
-    expert (every `retrain_every` label changes).
+    expert (every `retrain_every` label changes). `lane="audit"` labels them through the
+    uniform random audit lane, which makes them held-out items (a model must exist).
     """
     from webapp import pool
 
     annotator = annotator or f"user:label-all-{next(_experts)}"
     wanted = set(ids)
     while wanted:
-        served = pool.next_item(project, annotator)
+        served = pool.next_item(project, annotator, _AuditLane() if lane == "audit" else None)
         assert served is not None, f"the queue never served items {sorted(wanted)}"
-        item, _reason = served
+        item, reason = served
+        assert lane is None or reason == lane, f"served through {reason}, not {lane}"
         if item.id in wanted:
             pool.annotate(project, item, annotator, label or true_label(project, item))
             wanted.discard(item.id)

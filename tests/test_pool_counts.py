@@ -96,7 +96,8 @@ def test_a_label_writes_no_project_row_unless_it_claims_a_retrain(app):
     ids = make_items(project, 5)
 
     def label(i):
-        return _sent(lambda: pool.annotate(project, db.session.get(Item, ids[i]), "user:1", "tech"))
+        label = ("tech", "sport")[i % 2]  # two labels: a first model can learn from them
+        return _sent(lambda: pool.annotate(project, db.session.get(Item, ids[i]), "user:1", label))
 
     for i in range(2):
         assert not [s for s in label(i) if s.startswith("UPDATE project")]
@@ -122,7 +123,7 @@ def test_concurrent_experts_fire_the_automatic_retrain_once_and_never_miss_it(ap
                 mine = db.session.get(Project, project_id)
                 item = db.session.get(Item, ids[i])
                 barrier.wait(timeout=30)
-                pool.annotate(mine, item, f"user:{i}", "tech")
+                pool.annotate(mine, item, f"user:{i}", ("tech", "sport")[i % 2])
             except Exception as exc:  # handed to the main thread, which fails the test
                 errors.append(exc)
             finally:

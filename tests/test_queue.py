@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, event, select, update
 
-from tests.factories import make_champion, make_items, make_project
+from tests.factories import label_all, make_champion, make_items, make_project
 from webapp import pool
 from webapp.extensions import db
 from webapp.models import Item, ModelVersion, Project, Skip, SkipCursor, Task, utcnow
@@ -93,10 +93,10 @@ def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
     assert reason == "audit"
 
 
-def test_audit_share_is_about_ten_percent_by_default(app):
-    project = make_project()
+def test_audits_are_thirty_percent_while_the_heldout_set_is_small_then_ten(app):
+    project = make_project(settings={"audit_early_until": 40})
     champion = make_champion(project, n_labeled=150, n_pool=0)
-    make_items(project, 400, start=1000)
+    make_items(project, 700, start=1000)
     db.session.execute(
         update(Item)
         .where(Item.label.is_(None))
@@ -106,8 +106,14 @@ def test_audit_share_is_about_ten_percent_by_default(app):
     rng = random.Random(7)
     reasons = [pool.next_item(project, f"user:{i}", rng=rng)[1] for i in range(300)]
     audits = reasons.count("audit")
-    assert 15 <= audits <= 50, audits
+    assert 65 <= audits <= 115, audits  # 30% of 300 while fewer than 40 audits are labeled
     assert reasons.count("uncertain") == 300 - audits
+    db.session.execute(update(Item).values(lease_owner=None, lease_until=None, lease_reason=None))
+    db.session.commit()
+    label_all(project, _unlabeled(project)[:40], lane="audit")
+    reasons = [pool.next_item(project, f"user:b{i}", rng=rng)[1] for i in range(300)]
+    audits = reasons.count("audit")
+    assert 15 <= audits <= 50, audits  # the default 10% once the held-out set has 40
 
 
 def test_queue_is_empty_when_everything_is_labeled(app):
@@ -378,3 +384,9 @@ def test_a_lease_is_committed_when_the_item_is_served(app):
     item, _ = pool.next_item(project, "user:1")
     db.session.rollback()  # whatever the caller does next cannot undo the lease
     assert db.session.get(Item, item.id).lease_owner == "user:1"
+
+
+def _unlabeled(project) -> list[int]:
+    return db.session.scalars(
+        select(Item.id).where(Item.project_id == project.id, Item.label.is_(None)).order_by(Item.id)
+    ).all()

@@ -1,6 +1,9 @@
 """Retraining: coalesced triggers, one running run per project, the gate's record, promotion,
 rescoring, failures, and intents kept while Redis is unreachable."""
 
+import json
+import zlib
+
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -14,7 +17,7 @@ from tests.factories import (
     make_project,
     queue_retrain,
 )
-from webapp import jobs, pool, training
+from webapp import jobs, pool, serving, training
 from webapp.extensions import db
 from webapp.models import Item, ModelVersion, RetrainRun, Task
 
@@ -38,9 +41,9 @@ def test_triggers_coalesce_into_one_queued_run(app):
 def test_auto_trigger_every_n_label_changes(app):
     project = make_project(settings={"retrain_every": 5})
     make_items(project, 12)
-    for _ in range(4):
+    for n in range(4):
         item, _ = pool.next_item(project, "user:1")
-        pool.annotate(project, item, "user:1", "sport")
+        pool.annotate(project, item, "user:1", ("sport", "tech")[n % 2])
     assert db.session.scalar(select(func.count(RetrainRun.id))) == 0
     item, _ = pool.next_item(project, "user:1")
     pool.annotate(project, item, "user:1", "sport")
@@ -52,6 +55,23 @@ def test_auto_trigger_every_n_label_changes(app):
         pool.annotate(project, item, "user:1", "tech")
     pool.annotate(project, item, "user:1", "politics")
     assert db.session.scalar(select(func.count(RetrainRun.id))) == 1, "still coalesced"
+
+
+def test_the_first_retrain_comes_ten_labels_in_once_two_labels_exist(app):
+    project = make_project()  # retrain_every 25, first_retrain_at 10
+    make_items(project, 40)
+
+    def label(n: int, label: str) -> None:
+        for _ in range(n):
+            item, reason = pool.next_item(project, "user:1")
+            assert reason == "cold-start"
+            pool.annotate(project, item, "user:1", label)
+
+    label(12, "sport")
+    assert db.session.scalar(select(func.count(RetrainRun.id))) == 0, "one label: nothing to learn"
+    label(1, "tech")
+    run = db.session.scalar(select(RetrainRun))
+    assert (run.status, run.trigger) == ("queued", "auto")
 
 
 def test_only_one_run_per_project_runs_at_a_time(app, run_jobs):
@@ -72,36 +92,52 @@ def test_only_one_run_per_project_runs_at_a_time(app, run_jobs):
     assert db.session.get(RetrainRun, second.id).status == "succeeded"
 
 
-def test_first_retrain_promotes_and_records_every_gate_rule(app, run_jobs):
+def test_the_first_model_is_judged_by_cross_validation_while_no_heldout_set_exists(app, run_jobs):
     project = make_project()
     champion = make_champion(project)
     run = db.session.get(RetrainRun, champion.run_id)
     assert run.decision == "promoted"
-    assert [r["rule"] for r in run.reasons] == [
-        "heldout_size",
-        "beats_baseline",
-        "no_class_regression",
-    ]
+    rules = [r["rule"] for r in run.reasons]
+    assert rules[0] == "judged_by_cross_validation" and "beats_baseline" in rules
     assert all(r["passed"] and r["detail"] for r in run.reasons)
-    assert run.train_size + run.heldout_size == 150
-    assert 0.1 < run.heldout_size / 150 < 0.3
+    # Labels the queue chose (cold start, uncertain, disputed) always train: no held-out yet.
+    assert (run.train_size, run.heldout_size) == (150, 0)
+    assert champion.metrics["judged_by"] == "cross_validation"
+    assert champion.metrics["judged_n"] == 150
     assert champion.snapshot_digest == run.snapshot_digest
-    assert run.metrics["candidate"]["macro_f1"] > run.metrics["baseline"]["macro_f1"]
-    # Held-out items are never trained on: the snapshot holds train items only.
-    import json
-    import zlib
-
-    from labeling.split import heldout_mask
-
-    trained = [i for i, _ in json.loads(zlib.decompress(run.snapshot))]
-    assert not heldout_mask(trained, 0.2).any()
 
 
-def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs):
+def test_audits_are_the_heldout_set_and_never_train(app, run_jobs):
+    project = make_project(settings={"retrain_every": 0})
+    ids = make_items(project, 200)
+    make_champion_from = ids[:100]
+    label_all(project, make_champion_from)
+    queue_retrain(project)
+    run_jobs()
+    audits = ids[100:140]
+    label_all(project, audits, lane="audit")
+    run = queue_retrain(project)
+    run_jobs()
+    db.session.expire_all()
+    run = db.session.get(RetrainRun, run.id)
+    assert (run.train_size, run.heldout_size) == (100, 40)
+    trained = {i for i, _ in json.loads(zlib.decompress(run.snapshot))}
+    assert trained == set(make_champion_from) and not trained & set(audits)
+    export = {r["item_id"]: r["split"] for r in _export_rows(project)}
+    assert {i for i, s in export.items() if s == "heldout"} == set(audits)
+
+
+def _export_rows(project):
+    from webapp.api.labels import _label_rows
+
+    return [row for chunk in _label_rows(project) for row in chunk]
+
+
+def test_a_better_candidate_on_fresh_audits_is_promoted_and_the_learner_rescores(app, run_jobs):
     # The first champion never saw a 'tech' label; once tech items are labeled, the next model
-    # is strictly better on the same held-out items, so it is promoted.
+    # is significantly better on the same held-out audits, so it is promoted.
     project = make_project(settings={"retrain_every": 0, "gate": {"min_heldout": 10}})
-    ids = make_items(project, 210)
+    ids = make_items(project, 300)
     labels = {i: TEXT_LABELS[n % 3] for n, i in enumerate(ids)}
     label_all(project, [i for i in ids[:150] if labels[i] != "tech"])
     first_run = queue_retrain(project)
@@ -112,10 +148,14 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
         select(Item.scored_by, Item.score_strategy).where(Item.label.is_(None))
     ).all()
     assert scored and set(scored) == {(first.id, "margin")}
+    label_all(project, ids[150:240], lane="audit")  # 90 held-out items, 30 of them tech
     label_all(project, [i for i in ids[:150] if labels[i] == "tech"])
-    queue_retrain(project)
+    run = queue_retrain(project)
     run_jobs()
     db.session.expire_all()
+    run = db.session.get(RetrainRun, run.id)
+    assert run.decision == "promoted", run.reasons
+    assert run.metrics["candidate"]["judged_by"] == "heldout_since_promotion"
     versions = {
         v.version: v.status
         for v in db.session.scalars(
@@ -123,7 +163,6 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
         )
     }
     assert versions == {1: "retired", 2: "champion"}
-    assert db.session.get(ModelVersion, first.id).status == "retired"
     scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
     assert set(scored) == {training.champion_version(project.id).id}
     rescore = db.session.scalars(select(Task).where(Task.name == "rescore")).all()
@@ -131,18 +170,32 @@ def test_promotion_retires_the_old_champion_and_rescores_the_pool(app, run_jobs)
     assert rescore[-1].progress == 60
 
 
-def test_a_candidate_that_loses_is_rejected_and_champion_stays(app, run_jobs):
-    project = make_project(settings={"gate": {"min_delta": 0.5}})
-    champion = make_champion(project)
-    queue_retrain(project)
+def test_a_rejected_candidate_still_steers_the_queue_and_a_tie_never_promotes(app, run_jobs):
+    project = make_project(settings={"retrain_every": 0})
+    champion = make_champion(project, n_labeled=120, n_pool=120)
+    label_all(project, _unlabeled(project)[:40], lane="audit")
+    run = queue_retrain(project)  # the same training labels: a tie at best
     run_jobs()
     db.session.expire_all()
-    run = db.session.scalars(select(RetrainRun).order_by(RetrainRun.id.desc())).first()
+    run = db.session.get(RetrainRun, run.id)
     assert (run.status, run.decision) == ("succeeded", "rejected")
-    failed = [r for r in run.reasons if not r["passed"]]
-    assert [r["rule"] for r in failed] == ["beats_champion"]
+    failed = [r["rule"] for r in run.reasons if not r["passed"]]
+    assert "observed_gain" in failed, run.reasons
     assert db.session.get(ModelVersion, champion.id).status == "champion"
     assert db.session.get(ModelVersion, run.model_version_id).status == "rejected"
+    # The rejected candidate is the learner: it scored the pool, the champion still serves.
+    scored = db.session.scalars(select(Item.scored_by).where(Item.label.is_(None))).all()
+    assert scored and set(scored) == {run.model_version_id}
+    assert serving.predict(project, {"text": "a match"})["model_version"] == champion.version
+    db.session.commit()  # as the predict view does
+    item, reason = pool.next_item(project, "user:after")
+    assert reason in ("uncertain", "audit") and item.scored_by == run.model_version_id
+
+
+def _unlabeled(project) -> list[int]:
+    return db.session.scalars(
+        select(Item.id).where(Item.project_id == project.id, Item.label.is_(None)).order_by(Item.id)
+    ).all()
 
 
 def test_a_run_that_cannot_train_fails_with_a_readable_error(app, run_jobs):

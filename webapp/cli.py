@@ -409,8 +409,13 @@ def _report_run(run: RetrainRun) -> None:
     click.echo(f"run {run.id} {run.status}: {run.decision}{model}")
     candidate = (run.metrics or {}).get("candidate") or {}
     if "macro_f1" in candidate:
+        judged = {
+            "cross_validation": "cross-validated",
+            "heldout_since_promotion": "held-out (labeled since the champion's promotion)",
+        }.get(candidate.get("judged_by"), "held-out")
+        n = candidate.get("judged_n", run.heldout_size)
         click.echo(
-            f"  held-out macro-F1 {candidate['macro_f1']:.3f} on {run.heldout_size} items "
+            f"  {judged} macro-F1 {candidate['macro_f1']:.3f} on {n} items "
             f"(trained on {run.train_size})"
         )
     for reason in run.reasons or []:

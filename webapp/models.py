@@ -107,11 +107,21 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "heldout_share": 0.2,
     "audit_share": 0.1,
     "retrain_every": 25,
+    # The first retrain comes this many labels in (of two labels at least), not `retrain_every`:
+    # the queue turns from random to uncertainty sampling as soon as a model exists.
+    "first_retrain_at": 10,
+    # Audits are the held-out set: while it is small, a larger share of the queue is audits.
+    "audit_share_early": 0.3,
+    "audit_early_until": 200,
     "gate": {
         "min_heldout": GateConfig.min_heldout,
         "min_delta": GateConfig.min_delta,
         "max_class_drop": GateConfig.max_class_drop,
         "min_class_support": GateConfig.min_class_support,
+        "metric": GateConfig.metric,
+        "mode": GateConfig.mode,
+        "alpha": GateConfig.alpha,
+        "margin": GateConfig.margin,
     },
 }
 

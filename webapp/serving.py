@@ -16,7 +16,7 @@ from .extensions import db
 from .models import Feedback, Item, ModelVersion, Prediction, Project, utcnow
 from .pool import find_or_create_item
 from .pool.items import allocate_ids, insert_items, sqlite_bulk_insert
-from .training import champion_version, load_model, request_rescore
+from .training import champion_version, learner_id, load_model, request_rescore
 from .validation import validate_label
 
 # (database, project id) -> (model version id, created_at, version number, fitted model);
@@ -87,8 +87,12 @@ def predict(
     score = float(sampling.informativeness_from_proba(proba, strategy)[0])
     item = find_or_create_item(project, data, external_id, source="production")
     if item.label is None:
-        # The score carries its key, so the queue ranks it only against scores on its scale.
-        item.score, item.scored_by, item.score_strategy = score, version_id, strategy
+        if learner_id(project.id) == version_id:
+            # The score carries its key, so the queue ranks it only against scores on its scale.
+            item.score, item.scored_by, item.score_strategy = score, version_id, strategy
+        else:
+            # A newer learner steers the queue: it scores the item (the request coalesces).
+            request_rescore(project)
     prediction = Prediction(
         project_id=project.id,
         item_id=item.id,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from labeling.evaluation import METRIC_NAMES, MODES
+
 from .errors import ValidationError
 from .models import DEFAULT_SETTINGS, STRATEGIES, Project
 from .training import request_rescore
@@ -18,6 +20,13 @@ _RULES = {
     "gate.min_delta": (float, lambda v: -1.0 <= v <= 1.0, "a number from -1 to 1"),
     "gate.max_class_drop": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
     "gate.min_class_support": (int, lambda v: v >= 1, "a whole number ≥ 1"),
+    "gate.metric": (str, lambda v: v in METRIC_NAMES, f"one of {', '.join(METRIC_NAMES)}"),
+    "gate.mode": (str, lambda v: v in MODES, f"one of {', '.join(MODES)}"),
+    "gate.alpha": (float, lambda v: 0.0 < v <= 0.5, "a level above 0 and at most 0.5"),
+    "gate.margin": (float, lambda v: 0.0 <= v <= 0.2, "a number from 0 to 0.2"),
+    "first_retrain_at": (int, lambda v: v >= 2, "a whole number ≥ 2"),
+    "audit_share_early": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
+    "audit_early_until": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
 }
 SETTING_KEYS = tuple(_RULES)
 

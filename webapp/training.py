@@ -25,7 +25,16 @@ from labeling import artifacts, evaluation, sampling, split, training
 from . import jobs
 from .enums import ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
-from .models import DEFAULT_SETTINGS, Item, ModelVersion, Project, RetrainRun, Task, utcnow
+from .models import (
+    DEFAULT_SETTINGS,
+    Annotation,
+    Item,
+    ModelVersion,
+    Project,
+    RetrainRun,
+    Task,
+    utcnow,
+)
 from .transaction import after_commit, unit_of_work, will_run_after_commit
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,24 @@ def trigger_retrain(project: Project, trigger: str = Trigger.MANUAL) -> RetrainR
     return queued
 
 
+def first_lane():
+    """Per item (correlated): the queue lane its first expert label came through, or NULL for a
+    label given outside the queue (an import, a seed). Held-out membership follows from it."""
+    return (
+        select(Annotation.reason)
+        .where(Annotation.item_id == Item.id)
+        .order_by(Annotation.id)
+        .limit(1)
+        .correlate(Item)
+        .scalar_subquery()
+    )
+
+
+def heldout_of(project: Project, ids, lanes) -> np.ndarray:
+    """The held-out mask of labeled items: audits, and the hashed share of labels from outside."""
+    return split.heldout_by_lane(ids, lanes, project.setting("heldout_share"))
+
+
 class NotTrainable(Exception):
     """The project cannot be trained yet; the message says why in the user's words."""
 
@@ -91,17 +118,16 @@ def check_trainable(project: Project) -> None:
     Called where a person asks for a retrain (API, CLI, runs page) and when a run starts, so a
     hopeless retrain is refused with a reason instead of failing inside scikit-learn.
     """
-    share = project.setting("heldout_share")
     rows = db.session.execute(
-        select(Item.id, Item.label)
+        select(Item.id, Item.label, first_lane())
         .where(Item.project_id == project.id, Item.label.is_not(None), Item.excluded_at.is_(None))
         .execution_options(yield_per=5000)
     )
     labeled, in_train, seen = 0, 0, set()
     for chunk in rows.partitions():
         ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
-        train = ~split.heldout_mask(ids, share)
-        seen.update(label for (_, label), keep in zip(chunk, train, strict=True) if keep)
+        train = ~heldout_of(project, ids, [r[2] for r in chunk])
+        seen.update(label for (_, label, _lane), keep in zip(chunk, train, strict=True) if keep)
         labeled, in_train = labeled + len(chunk), in_train + int(train.sum())
         if len(seen) >= 2:
             rows.close()
@@ -174,7 +200,7 @@ def _job_id(kind: str) -> str:
 
 
 def request_rescore(project: Project) -> Task | None:
-    """Record that the pool needs scoring under the current key; None before any champion.
+    """Record that the pool needs scoring under the current key; None before any model.
 
     Flushed, not committed (see `webapp.transaction`): the job is enqueued after the caller's
     commit. A rescore already queued absorbs the request, since it reads the items to score
@@ -184,7 +210,7 @@ def request_rescore(project: Project) -> Task | None:
     queued = _queued_rescore(project.id)
     if queued is not None:
         return queued
-    if champion_version(project.id) is None:
+    if learner_id(project.id) is None:
         return None
     job_id = _job_id("rescore")
     dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
@@ -219,30 +245,40 @@ def _queued_rescore(project_id: int) -> Task | None:
     )
 
 
-def score_key(project: Project) -> tuple[int, str] | None:
-    """The (champion version id, query strategy) that current scores must carry; None if no
-    champion."""
-    champion_id = db.session.scalar(
-        select(ModelVersion.id).where(
-            ModelVersion.project_id == project.id, ModelVersion.status == "champion"
-        )
+def learner_id(project_id: int):
+    """The learner: the project's newest model version, trained on all its training labels.
+
+    It steers the queue whatever the gate decided (a rejected candidate trained on more labels
+    still knows best where the model is unsure), while the champion keeps serving `predict`.
+    """
+    return db.session.scalar(
+        select(func.max(ModelVersion.id)).where(ModelVersion.project_id == project_id)
     )
-    return None if champion_id is None else (champion_id, project.setting("query_strategy"))
+
+
+def _learner_subquery(project_id: int):
+    return (
+        select(func.max(ModelVersion.id))
+        .where(ModelVersion.project_id == project_id)
+        .scalar_subquery()
+    )
+
+
+def score_key(project: Project) -> tuple[int, str] | None:
+    """The (learner version id, query strategy) that current scores must carry; None before
+    any model."""
+    learner = learner_id(project.id)
+    return None if learner is None else (learner, project.setting("query_strategy"))
 
 
 def current_scores(project: Project) -> list:
     """WHERE clauses for items whose score is under the project's current key.
 
-    The uncertain lane ranks only these: a score of an older champion or another strategy is
+    The uncertain lane ranks only these: a score of an older learner or another strategy is
     on another scale (margin in [-1, 0], entropy in [0, log k]) and would jump the lane.
     """
-    champion_id = (
-        select(ModelVersion.id)
-        .where(ModelVersion.project_id == project.id, ModelVersion.status == "champion")
-        .scalar_subquery()
-    )
     return [
-        Item.scored_by == champion_id,
+        Item.scored_by == _learner_subquery(project.id),
         Item.score_strategy == project.setting("query_strategy"),
         Item.score.is_not(None),
     ]
@@ -490,16 +526,18 @@ def _start_next_queued(project_id: int) -> None:
 
 
 def _training_data(project: Project):
-    """Load every resolved item as arrays: ids, labels and the model input."""
+    """Load every resolved item as arrays: ids, labels, the model input, the held-out mask and
+    when each was labeled."""
     rows = db.session.execute(
-        select(Item.id, Item.label, Item.data)
+        select(Item.id, Item.label, Item.data, first_lane(), Item.labeled_at)
         .where(Item.project_id == project.id, Item.label.is_not(None), Item.excluded_at.is_(None))
         .order_by(Item.id)
     ).all()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     labels = np.array([r[1] for r in rows], dtype=object)
     X = training.to_matrix(project.kind, [r[2] for r in rows], project.features)
-    return ids, labels, X
+    labeled_at = np.array([r[4] for r in rows], dtype=object)
+    return ids, labels, X, heldout_of(project, ids, [r[3] for r in rows]), labeled_at
 
 
 def _take(X, mask: np.ndarray):
@@ -516,12 +554,11 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     check_trainable(project)  # labels may have gone since the trigger
     project_id, template, label_set = project.id, project.template, list(project.labels)
     progress("loading")
-    ids, labels, X = _training_data(project)
-    heldout = split.heldout_mask(ids, project.setting("heldout_share"))
+    ids, labels, X, heldout, labeled_at = _training_data(project)
     gate_config = project.gate_config
     train = ~heldout
     X_train, y_train = _take(X, train), labels[train]
-    X_held, y_held = _take(X, heldout), labels[heldout]
+    X_held, y_held, held_at = _take(X, heldout), labels[heldout], labeled_at[heldout]
     digest = split.snapshot_digest(ids[train], y_train)
     snapshot = zlib.compress(
         json.dumps([[int(i), str(y)] for i, y in zip(ids[train], y_train, strict=True)]).encode()
@@ -540,15 +577,19 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     model = training.fit_model(template, X_train, list(y_train))
 
     progress("evaluating")
-    candidate_metrics = _evaluate(model, X_held, y_held, label_set)
     champion = champion_version(project_id)
     champion_id = champion.id if champion is not None else None
     champion_no = champion.version if champion is not None else None
-    champion_metrics = None
-    if champion is not None:
-        champion_metrics = _evaluate(load_model(champion), X_held, y_held, label_set)
+    decision, candidate_metrics, champion_metrics = _judge(
+        template,
+        model,
+        champion,
+        (X_train, y_train),
+        (X_held, y_held, held_at),
+        label_set,
+        gate_config,
+    )
     baseline = evaluation.majority_baseline(list(y_train), list(y_held), label_set)
-    decision = evaluation.gate(candidate_metrics, champion_metrics, baseline, sizes[1], gate_config)
     artifact = artifacts.dumps(model)
 
     progress("recording")
@@ -596,20 +637,64 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         }
         run.status = "succeeded"
         run.finished_at = now
-        if decision.promote:
-            # Recorded with the promotion, enqueued once it is committed.
-            request_rescore(db.session.get(Project, project_id))
+        # The new version is the learner, promoted or not: it rescores the pool (recorded
+        # with the outcome, enqueued once it is committed).
+        request_rescore(db.session.get(Project, project_id))
         db.session.commit()
 
     _write_retrying(record_outcome)
 
 
-def _evaluate(model, X_held, y_held, label_set: list[str]) -> dict:
-    if len(y_held) == 0:
-        return evaluation.evaluate([], [], label_set)
-    proba = training.predict_proba_for(model, X_held, label_set)
-    y_pred = [label_set[i] for i in proba.argmax(axis=1)]
-    return evaluation.evaluate(list(y_held), y_pred, label_set)
+def _judge(template, model, champion, train, held, label_set: list[str], config):
+    """The gate's decision and both models' metrics, on the items the decision is made on.
+
+    - No champion and too few held-out items: the first model is judged by cross-validation
+      over its training labels (each predicted by a model that did not train on it) against
+      always predicting the majority label. The metrics say so (`judged_by`).
+    - Otherwise on held-out items, paired: the candidate and the champion predict the same
+      items. When enough held-out items were labeled since the champion's promotion, only
+      those count: the champion never won on them, so reusing the set cannot favour it.
+    """
+    X_train, y_train = train
+    X_held, y_held, held_at = held
+    if champion is None and len(y_held) < config.min_heldout:
+        try:
+            cv_pred, cv_proba = training.cross_val_predictions(
+                template, X_train, list(y_train), label_set
+            )
+        except ValueError:
+            pass  # too few labels of a class to cross-validate: judged on held-out (and fails)
+        else:
+            decision = evaluation.decide_first_by_cv(list(y_train), cv_pred, label_set, config)
+            metrics = evaluation.evaluate(list(y_train), cv_pred, label_set, proba=cv_proba)
+            metrics.update(judged_by="cross_validation", judged_n=len(cv_pred))
+            return decision, metrics, None
+    judged_by, use = "heldout", np.ones(len(y_held), dtype=bool)
+    if champion is not None and champion.promoted_at is not None:
+        fresh = np.array([t is not None and t > champion.promoted_at for t in held_at], bool)
+        if fresh.sum() >= config.min_heldout:
+            judged_by, use = "heldout_since_promotion", fresh
+    X_use, y_use = _take(X_held, use), list(y_held[use])
+    cand_pred, cand_proba = _predict(model, X_use, len(y_use), label_set)
+    champ_pred = champ_proba = None
+    if champion is not None:
+        champ_pred, champ_proba = _predict(load_model(champion), X_use, len(y_use), label_set)
+    decision = evaluation.decide(y_use, cand_pred, champ_pred, list(y_train), label_set, config)
+    metrics = evaluation.evaluate(y_use, cand_pred, label_set, proba=cand_proba)
+    metrics.update(judged_by=judged_by, judged_n=len(y_use))
+    champion_metrics = None
+    if champion is not None:
+        champion_metrics = evaluation.evaluate(y_use, champ_pred, label_set, proba=champ_proba)
+        champion_metrics.update(judged_by=judged_by, judged_n=len(y_use))
+    return decision, metrics, champion_metrics
+
+
+def _predict(model, X, n: int, label_set: list[str]):
+    """A model's predicted labels and probabilities on n rows (none for an empty set)."""
+    if n == 0:
+        return [], None
+    proba = training.predict_proba_for(model, X, label_set)
+    return [label_set[i] for i in proba.argmax(axis=1)], proba
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,7 +739,7 @@ def run_rescore(
         task.status, task.finished_at = "succeeded", utcnow()
         db.session.commit()
         return
-    champion_id, strategy = key
+    champion_id, strategy = key  # the learner's version id (see `learner_id`)
     try:
         model = load_model(db.session.get(ModelVersion, champion_id))
         # Core columns, not ORM attributes: rows come back as plain tuples, and a text
@@ -751,15 +836,11 @@ def run_rescore(
 def _current_key(project_id: int) -> tuple[int, str] | None:
     """The score key as committed now (fresh columns, not the session's cached project)."""
     settings = db.session.scalar(select(Project.settings).where(Project.id == project_id))
-    champion_id = db.session.scalar(
-        select(ModelVersion.id).where(
-            ModelVersion.project_id == project_id, ModelVersion.status == "champion"
-        )
-    )
-    if champion_id is None:
+    learner = learner_id(project_id)
+    if learner is None:
         return None
     strategy = (settings or {}).get("query_strategy", DEFAULT_SETTINGS["query_strategy"])
-    return champion_id, strategy
+    return learner, strategy
 
 
 def _start_queued_rescore(project_id: int) -> None:

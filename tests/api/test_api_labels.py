@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from labeling.split import split_of
-from tests.api.helpers import assert_problem, label_all
-from tests.factories import make_items
+from tests.api.helpers import assert_problem
+from tests.factories import make_items, true_label
+from webapp import pool
 from webapp.api import labels as routes
 from webapp.extensions import db
 from webapp.models import Item
@@ -19,9 +20,11 @@ from webapp.models import Item
 
 @pytest.fixture
 def labeled(project):
-    """40 items, 30 of them labeled; returns {item id: (external id, data, label)}."""
+    """40 items, 30 of them labeled as an import labels them (outside the queue, so their
+    split is the stable hash); returns {item id: (external id, data, label)}."""
     ids = make_items(project, 40)
-    label_all(project, ids[:30])
+    pairs = [(i, true_label(project, db.session.get(Item, i))) for i in ids[:30]]
+    pool.label_unlabeled(project, pairs, "import")
     items = [db.session.get(Item, i) for i in ids[:30]]
     return {item.id: (item.external_id, item.data, item.label) for item in items}
 

@@ -7,10 +7,12 @@ from sqlalchemy import func, select
 from tests.api.helpers import assert_problem, label_all
 from tests.factories import make_items, queue_retrain
 from webapp.extensions import db
-from webapp.models import Project, RetrainRun
+from webapp.models import Item, Project, RetrainRun
 
 
 def test_retrain_is_accepted_and_points_at_its_run(api, project):
+    project.settings = dict(project.settings, retrain_every=0)  # no automatic run to join
+    db.session.commit()
     label_all(project, make_items(project, 12))  # trainable: a retrain without labels is a 409
     resp = api.post("/projects/news/retrain")
     assert resp.status_code == 202
@@ -33,7 +35,7 @@ def test_retrain_triggers_coalesce_while_one_is_queued(api, project):
 
 def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
     labeled = make_items(project, 60)
-    make_items(project, 10, start=60)
+    make_items(project, 30, start=60)
     label_all(project, labeled)
     assert_problem(api.post("/projects/news/predict", {"data": {"text": "a goal"}}), 409)
     assert api.get("/projects/news/models").get_json() == {"models": []}
@@ -47,8 +49,15 @@ def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
     assert run["decision"] == "promoted", run["reasons"]
     assert run["model_version"] == 1 and run["error"] is None and run["finished_at"]
     rules = {r["rule"]: r["passed"] for r in run["reasons"]}
-    assert rules == {"heldout_size": True, "beats_baseline": True, "no_class_regression": True}
-    assert run["metrics"]["candidate"]["macro_f1"] > run["metrics"]["baseline"]["macro_f1"]
+    # No held-out audits yet: the first model is judged by cross-validation on its labels.
+    assert rules == {
+        "judged_by_cross_validation": True,
+        "heldout_size": True,
+        "beats_baseline": True,
+        "no_class_regression": True,
+    }
+    assert all(r["numbers"] is not None for r in run["reasons"])
+    assert run["metrics"]["candidate"]["judged_by"] == "cross_validation"
     assert run["metrics"]["champion"] is None
 
     (model,) = api.get("/projects/news/models").get_json()["models"]
@@ -60,7 +69,10 @@ def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
     assert out.status_code == 200
     assert (out.get_json()["label"], out.get_json()["model_version"]) == ("politics", 1)
 
-    # A second retrain on the same labels ties the champion: a tie is not promoted.
+    # A second retrain on the same training labels ties the champion on the audits labeled
+    # since: a tie is not promoted.
+    audits = db.session.scalars(select(Item.id).where(Item.label.is_(None))).all()
+    label_all(project, audits, lane="audit")
     second = api.post("/projects/news/retrain").get_json()["run_id"]
     assert second != run_id
     run_jobs()
@@ -69,8 +81,9 @@ def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
     assert [(m["version"], m["status"]) for m in models] == [(2, "rejected"), (1, "champion")]
     tied = api.get(f"/projects/news/runs/{second}").get_json()
     assert tied["metrics"]["champion_version"] == 1 and tied["decision"] == "rejected"
-    (beats,) = [r for r in tied["reasons"] if r["rule"] == "beats_champion"]
-    assert not beats["passed"] and "a tie is not an improvement" in beats["detail"]
+    (gain,) = [r for r in tied["reasons"] if r["rule"] == "observed_gain"]
+    assert not gain["passed"] and "a tie is not an improvement" in gain["detail"]
+    assert tied["metrics"]["candidate"]["judged_by"] == "heldout_since_promotion"
 
 
 def test_a_retrain_that_cannot_train_reads_failed_with_its_error(api, project, run_jobs):

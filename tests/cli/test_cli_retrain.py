@@ -56,8 +56,9 @@ def test_retrain_wait_prints_the_verdict_and_every_reason(corrigo, make, corrigo
     lines = result.stdout.splitlines()
     run_id = int(lines[0])
     assert lines[1] == f"run {run_id} succeeded: promoted model v1"
-    assert "held-out macro-F1" in lines[2]
+    assert "cross-validated macro-F1" in lines[2]  # no held-out audits yet: the first model
     assert [line.split(":")[0].split() for line in lines[3:]] == [
+        ["pass", "judged_by_cross_validation"],
         ["pass", "heldout_size"],
         ["pass", "beats_baseline"],
         ["pass", "no_class_regression"],

@@ -32,9 +32,9 @@ def test_changed_settings_drive_the_loop(corrigo, app):
     db.session.refresh(project)
     assert project.gate_config.min_delta == 0.02
     make_items(project, 5)
-    for _ in range(3):
+    for label in ("sport", "tech", "sport"):
         item, _ = pool.next_item(project, "user:1")
-        pool.annotate(project, item, "user:1", "sport")
+        pool.annotate(project, item, "user:1", label)
     assert db.session.query(RetrainRun).count() == 1, "retrain_every=3 triggered a run"
 
 

@@ -11,10 +11,8 @@ from itertools import islice
 from flask import Response, stream_with_context
 from marshmallow import Schema, fields, validate
 
-from labeling.split import heldout_mask
-
 from .. import fields as f
-from .. import pool
+from .. import pool, training
 from ..importfile import CSV_EXPORT_COLUMNS, escape_cell
 from ..models import Project
 from .common import Blueprint, scoped, with_project
@@ -80,10 +78,9 @@ def export_labels(project: Project, query: dict):
 
 def _label_rows(project: Project) -> Iterator[list[dict]]:
     """Yield resolved labels in chunks, each row with its train/held-out split."""
-    share = project.setting("heldout_share")
     items = pool.labeled_items(project, chunk=EXPORT_CHUNK)
     while chunk := list(islice(items, EXPORT_CHUNK)):
-        held = heldout_mask([r[0] for r in chunk], share)
+        held = training.heldout_of(project, [r[0] for r in chunk], [r[4] for r in chunk])
         yield [
             {
                 "item_id": item_id,
@@ -92,7 +89,7 @@ def _label_rows(project: Project) -> Iterator[list[dict]]:
                 "label": label,
                 "split": "heldout" if is_held else "train",
             }
-            for (item_id, external_id, data, label), is_held in zip(chunk, held, strict=True)
+            for (item_id, external_id, data, label, _lane), is_held in zip(chunk, held, strict=True)
         ]
 
 

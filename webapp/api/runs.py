@@ -30,6 +30,15 @@ class GateReason(Schema):
     rule = fields.String(required=True, metadata={"examples": ["heldout_size", "beats_baseline"]})
     passed = fields.Boolean(required=True)
     detail = fields.String(required=True)
+    numbers = fields.Dict(
+        load_default=dict,
+        metadata={
+            "description": (
+                "The rule's figures, machine-readable (sizes, metrics, gains, p-values, "
+                "confidence bounds); empty for runs recorded before the statistical gate."
+            )
+        },
+    )
 
 
 class Run(Schema):

@@ -256,12 +256,15 @@ def recount(project: Project) -> dict[str, int]:
 
 def labeled_items(
     project: Project, chunk: int = 5000
-) -> Iterator[tuple[int, str | None, dict, str]]:
-    """Stream (id, external_id, data, label) of resolved items in id order, in chunks."""
+) -> Iterator[tuple[int, str | None, dict, str, str | None]]:
+    """Stream (id, external_id, data, label, first lane) of resolved items in id order, in
+    chunks; the lane its first expert label came through decides its split."""
+    from ..training import first_lane
+
     last = 0
     while True:
         rows = db.session.execute(
-            select(Item.id, Item.external_id, Item.data, Item.label)
+            select(Item.id, Item.external_id, Item.data, Item.label, first_lane())
             .where(and_(Item.project_id == project.id, Item.label.is_not(None), Item.id > last))
             .order_by(Item.id)
             .limit(chunk)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, insert, select, update
 
 from ..extensions import db
-from ..models import Annotation, Item, Project, ProjectCounter, utcnow
+from ..models import Annotation, Item, ModelVersion, Project, ProjectCounter, RetrainRun, utcnow
 from ..transaction import unit_of_work
 from ..validation import validate_label
 from .items import _batches
@@ -112,6 +112,13 @@ def _claim_retrain(project: Project) -> bool:
     every = int(project.setting("retrain_every") or 0)
     if every <= 0:
         return False
+    if not _has_model(project.id):
+        # No model yet: the first comes a few labels in, as soon as two labels exist, so the
+        # queue is steered by a model from the start instead of after `retrain_every` labels.
+        if _label_kinds(project.id) < 2:
+            db.session.commit()
+            return False
+        every = min(every, int(project.setting("first_retrain_at") or every))
     at_trigger, events = db.session.execute(
         select(
             Project.label_events_at_trigger,
@@ -134,3 +141,30 @@ def _claim_retrain(project: Project) -> bool:
         claimed = result.rowcount == 1
     db.session.commit()
     return claimed
+
+
+def _has_model(project_id: int) -> bool:
+    """Whether the project has any model version, or a retrain queued or running for one."""
+    version = db.session.scalar(
+        select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
+    )
+    if version is not None:
+        return True
+    pending = db.session.scalar(
+        select(RetrainRun.id)
+        .where(RetrainRun.project_id == project_id, RetrainRun.status.in_(("queued", "running")))
+        .limit(1)
+    )
+    return pending is not None
+
+
+def _label_kinds(project_id: int) -> int:
+    """How many distinct labels the project's items carry (stops counting at 2)."""
+    return len(
+        db.session.scalars(
+            select(Item.label)
+            .where(Item.project_id == project_id, Item.label.is_not(None))
+            .distinct()
+            .limit(2)
+        ).all()
+    )

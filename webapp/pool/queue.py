@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, Update, exists, literal_column, or_, select, update
+from sqlalchemy import Select, Update, exists, func, literal_column, or_, select, update
 
 from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
-from ..models import Item, ModelVersion, Project, Skip, utcnow
+from ..models import Annotation, Item, ModelVersion, Project, Skip, utcnow
 from ..training import current_scores
 from ..transaction import unit_of_work
 from . import cursor as skip_cursor
@@ -60,6 +60,17 @@ def has_champion(project: Project) -> bool:
             select(ModelVersion.id).where(
                 ModelVersion.project_id == project.id, ModelVersion.status == ModelStatus.CHAMPION
             )
+        )
+        is not None
+    )
+
+
+def has_learner(project: Project) -> bool:
+    """Whether any model version exists: then the queue is steered by the learner's scores
+    and random picks are audits (the held-out set); before, they are the cold start."""
+    return (
+        db.session.scalar(
+            select(ModelVersion.id).where(ModelVersion.project_id == project.id).limit(1)
         )
         is not None
     )
@@ -138,6 +149,33 @@ def claim_statement(
     )
 
 
+# (database, project id) of projects whose held-out set has reached `audit_early_until`: audits
+# only grow, so once reached the count need not be taken again in this process.
+_audits_reached: set[tuple[str, int]] = set()
+
+
+def audit_share_now(project: Project) -> float:
+    """The share of calls that serve a uniform random audit: `audit_share_early` while fewer
+    than `audit_early_until` items were labeled through audits (the held-out set is small and
+    every decision is noisy), `audit_share` after that."""
+    share, until = project.setting("audit_share"), int(project.setting("audit_early_until") or 0)
+    key = (db.engine.url.render_as_string(hide_password=True), project.id)
+    if share <= 0 or until <= 0 or key in _audits_reached:
+        return share  # a project that turned audits off gets none, early or not
+    audits = db.session.scalar(
+        select(func.count()).select_from(
+            select(Annotation.id)
+            .where(Annotation.project_id == project.id, Annotation.reason == QueueReason.AUDIT)
+            .limit(until)
+            .subquery()
+        )
+    )
+    if audits >= until:
+        _audits_reached.add(key)
+        return share
+    return max(share, float(project.setting("audit_share_early")))
+
+
 @unit_of_work
 def next_item(
     project: Project, annotator: str, rng: random.Random | None = None
@@ -156,16 +194,16 @@ def next_item(
         held.lease_until = until
         db.session.commit()
         return held, held.lease_reason or "audit"
-    project_id, audit_share = project.id, project.setting("audit_share")
-    champion = has_champion(project)
-    uncertain = champion and rng.random() >= audit_share
+    project_id, audit_share = project.id, audit_share_now(project)
+    learner = has_learner(project)
+    uncertain = learner and rng.random() >= audit_share
     cursor = skip_cursor.current(project, annotator, now) if uncertain else None
     passed = skip_cursor.free_passed(cursor, annotator, now) if cursor else []
     current = current_scores(project)
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    chosen = lanes(project_id, annotator, now, rng, champion, uncertain, cursor, passed, current)
+    chosen = lanes(project_id, annotator, now, rng, learner, uncertain, cursor, passed, current)
     for lane, reason in chosen:
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
