@@ -18,7 +18,7 @@ def three_versions(make):
     project = make.make_project("news")
     make.make_version(project, 1, "retired", metrics={"macro_f1": 0.5})
     make.make_version(project, 2, "champion", metrics={"macro_f1": 0.75})
-    make.make_version(project, 3, params={"clf__C": 10.0}, heldout_size=40)
+    make.make_version(project, 3, metrics={}, params={"clf__C": 10.0}, heldout_size=40)
     return project
 
 
