@@ -88,7 +88,8 @@ def _apply(project: Project, number: int | None, change, done: str):
         event = change()
     except (Conflict, ValidationError) as exc:
         db.session.rollback()
-        flash(f"Nothing changed: {exc.detail}", "error")
+        detail = next(iter(exc.errors.values())) if exc.errors else exc.detail
+        flash(f"Nothing changed: {detail}", "error")
     else:
         db.session.commit()  # services flush, the view commits (webapp/transaction.py)
         number = db.session.get(ModelVersion, event.model_version_id).version
