@@ -87,7 +87,7 @@ def test_a_reason_is_required_and_bounded(project):
 
 
 def test_at_most_one_challenger_and_a_new_one_replaces_the_old(project):
-    make_version(project, 1, "champion")
+    v1 = make_version(project, 1, "champion")
     v2 = make_version(project, 2)
     v3 = make_version(project, 3)
     registry.set_challenger(v2, "user:1", "try it")
@@ -99,7 +99,7 @@ def test_at_most_one_challenger_and_a_new_one_replaces_the_old(project):
     with pytest.raises(Conflict, match="already the challenger"):
         registry.set_challenger(v3, "user:1", "again")
     with pytest.raises(Conflict, match="champion: only a candidate"):
-        registry.set_challenger(db.session.get(ModelVersion, 1), "user:1", "no")
+        registry.set_challenger(v1, "user:1", "no")
     # The database itself refuses a second challenger.
     db.session.get(ModelVersion, v2.id).status = "challenger"
     with pytest.raises(IntegrityError):
