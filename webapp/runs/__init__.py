@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("runs", __name__)
 
-from . import routes, versions  # noqa: E402,F401
+from . import routes  # noqa: E402,F401
