@@ -173,3 +173,30 @@ def make_champion(project: Project, n_labeled: int = 150, n_pool: int = 50):
     champion = training.champion_version(project.id)
     assert champion is not None, db.session.get(type(run), run.id).reasons
     return champion
+
+
+def make_version(project: Project, version: int, status: str = "candidate", artifact=b"", **kw):
+    """A model version row without training (its artifact is `artifact`: empty unless given;
+    its metrics those of a perfect score on one item per label unless given)."""
+    from labeling.evaluation import evaluate
+    from webapp.models import ModelVersion, utcnow
+
+    if "metrics" not in kw:
+        kw["metrics"] = evaluate(list(project.labels), list(project.labels), list(project.labels))
+
+    row = ModelVersion(
+        project_id=project.id,
+        version=version,
+        status=status,
+        template=project.template,
+        labels=list(project.labels),
+        artifact=artifact,
+        snapshot_digest="0" * 64,
+        train_size=10,
+        metrics=kw.pop("metrics"),
+        promoted_at=kw.pop("promoted_at", utcnow() if status in ("champion", "retired") else None),
+        **kw,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row

@@ -1,4 +1,5 @@
-"""The `corrigo` command line: projects, users, API keys, imports, retrains and the demo.
+"""The `corrigo` command line: projects, users, API keys, imports, retrains, the model registry
+and the demo.
 
 Flask's CLI runs underneath, so `corrigo db upgrade` comes from Flask-Migrate, and
 `corrigo worker` is attached from `worker/` through the `flask.commands` entry point.
@@ -26,12 +27,12 @@ from tqdm import tqdm
 
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
-from . import demo, importfile, jobs, pool, settings, training
+from . import demo, importfile, jobs, pool, registry, settings, training
 from .commands import apikey_cli, project_cli, user_cli
 from .commands import project_arg as _project
 from .commands import stdin_is_tty as _stdin_is_tty
 from .enums import ItemSource, Kind, RunStatus, Trigger
-from .errors import ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .extensions import db
 from .models import KINDS, ROLES, SCOPES, ApiKey, Item, ModelVersion, Project, RetrainRun, User
 from .pool import exclusion
@@ -50,6 +51,7 @@ def register(app: Flask) -> None:
     for command in (project_cli, user_cli, apikey_cli, import_cmd, retrain_cmd, demo_cmd):
         app.cli.add_command(command)
     app.cli.add_command(item_cli)
+    app.cli.add_command(model_cli)
     app.cli.add_command(admin_cli.audit_cli)
 
 
@@ -591,3 +593,168 @@ def list_excluded(slug: str) -> None:
             f"{item.id}\t{item.external_id or '-'}\t{when}\t{item.excluded_by}\t"
             f"{item.excluded_reason}"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# corrigo model
+
+
+model_cli = AppGroup(
+    "model", help="The model registry: list and show versions, promote, reject, roll back."
+)
+VERSION = click.IntRange(1, 2**31 - 1)
+REASON = click.option(
+    "--reason", required=True, help="Why (kept with the registry event; shown in the history)."
+)
+
+
+def _version(project: Project, number: int) -> ModelVersion:
+    """The project's version `number`, or a usage error naming the argument."""
+    try:
+        return registry.find_version(project, number)
+    except NotFound as exc:
+        raise click.BadParameter(exc.detail, param_hint="'VERSION'") from None
+
+
+def _change(change) -> None:
+    """Run a registry change, commit it, and print the champion and challenger after it."""
+    try:
+        event = change()
+    except ValidationError as exc:
+        message = importfile.validation_message(exc)
+        raise click.BadParameter(message, param_hint="'--reason'") from None
+    except Conflict as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.detail) from None
+    db.session.commit()
+    project = db.session.get(Project, event.project_id)
+    version = db.session.get(ModelVersion, event.model_version_id)
+    champion, challenger = registry.champion(project), registry.challenger(project)
+    click.echo(f"{event.action} v{version.version}: now {version.status}")
+    _note(
+        f"{project.slug}: champion {'v' + str(champion.version) if champion else '-'}, "
+        f"challenger {'v' + str(challenger.version) if challenger else '-'}"
+    )
+
+
+def _f1(version: ModelVersion) -> str:
+    value = (version.metrics or {}).get("macro_f1")
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _when(value) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+@model_cli.command("list")
+@click.argument("slug")
+def list_models(slug: str) -> None:
+    """List project SLUG's model versions, newest first: version, status, macro-F1, created."""
+    project = _project(slug)
+    versions = db.session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.project_id == project.id)
+        .order_by(ModelVersion.version.desc())
+    ).all()
+    if not versions:
+        _note(f"{slug} has no model versions yet: retrain it with `corrigo retrain {slug}`.")
+    for v in versions:
+        click.echo(
+            f"v{v.version}\t{v.status}\tmacro-F1 {_f1(v)}\ttrained on {v.train_size}\t"
+            f"{_when(v.created_at)}"
+        )
+
+
+@model_cli.command("show")
+@click.argument("slug")
+@click.argument("version", metavar="VERSION", type=VERSION)
+def show_model(slug: str, version: int) -> None:
+    """Show one model version: status, metrics, lineage and its registry history."""
+    project = _project(slug)
+    v = _version(project, version)
+    metrics = v.metrics or {}
+    click.echo(f"v{v.version} {v.status} ({v.template})")
+    click.echo(f"  created {_when(v.created_at)}, promoted {_when(v.promoted_at)}")
+    click.echo(f"  macro-F1 {_f1(v)}, accuracy {metrics.get('accuracy', '-')}")
+    for label, stats in (metrics.get("per_class") or {}).items():
+        click.echo(
+            f"    {label}: precision {stats['precision']:.3f} recall {stats['recall']:.3f} "
+            f"f1 {stats['f1']:.3f} support {stats['support']}"
+        )
+    click.echo(f"  trained on {v.train_size} labels, snapshot {v.snapshot_digest}")
+    click.echo(
+        f"  held out {v.heldout_size if v.heldout_size is not None else '-'} items, "
+        f"digest {v.heldout_digest or '-'}"
+    )
+    seconds = "-" if v.training_seconds is None else f"{v.training_seconds:.2f} s"
+    click.echo(f"  training took {seconds}, run {v.run_id or '-'}")
+    if v.library_versions:
+        libs = ", ".join(f"{k} {val}" for k, val in v.library_versions.items())
+        click.echo(f"  libraries: {libs}")
+    for name, value in (v.params or {}).items():
+        click.echo(f"  param {name}={value}")
+    numbers = dict(
+        db.session.execute(
+            select(ModelVersion.id, ModelVersion.version).where(
+                ModelVersion.project_id == project.id
+            )
+        ).all()
+    )
+    for e in registry.history(project, v):
+        displaced = numbers.get(e.from_version_id)
+        was = f" (from v{displaced})" if displaced else ""
+        click.echo(
+            f"  {_when(e.created_at)} {e.action} v{numbers[e.model_version_id]}{was} "
+            f"by {e.actor}: {e.reason}"
+        )
+
+
+@model_cli.command("promote")
+@click.argument("slug")
+@click.argument("version", metavar="VERSION", type=VERSION)
+@REASON
+def promote_model(slug: str, version: int, reason: str) -> None:
+    """Make VERSION the champion of project SLUG (the current one retires)."""
+    v = _version(_project(slug), version)
+    _change(lambda: registry.promote(v, registry.CLI, reason))
+
+
+@model_cli.command("reject")
+@click.argument("slug")
+@click.argument("version", metavar="VERSION", type=VERSION)
+@REASON
+def reject_model(slug: str, version: int, reason: str) -> None:
+    """Reject VERSION, a candidate or the challenger (never the champion)."""
+    v = _version(_project(slug), version)
+    _change(lambda: registry.reject(v, registry.CLI, reason))
+
+
+@model_cli.command("challenger")
+@click.argument("slug")
+@click.argument("version", metavar="VERSION", type=VERSION)
+@REASON
+def challenge_model(slug: str, version: int, reason: str) -> None:
+    """Make VERSION the challenger of project SLUG (the previous one becomes a candidate)."""
+    v = _version(_project(slug), version)
+    _change(lambda: registry.set_challenger(v, registry.CLI, reason))
+
+
+@model_cli.command("rollback")
+@click.argument("slug")
+@click.option(
+    "--to",
+    "to",
+    type=VERSION,
+    help="A retired version to bring back (default: the champion before the current one).",
+)
+@REASON
+def rollback_model(slug: str, to: int | None, reason: str) -> None:
+    """Bring back project SLUG's previous champion (or --to VERSION); the current one retires."""
+    project = _project(slug)
+    target = None
+    if to is not None:
+        try:
+            target = registry.find_version(project, to)
+        except NotFound as exc:
+            raise click.BadParameter(exc.detail, param_hint="'--to'") from None
+    _change(lambda: registry.rollback(project, registry.CLI, reason, to_version=target))

@@ -75,8 +75,21 @@ class ModelStatus(StrEnum):
 
     CANDIDATE = "candidate"
     CHAMPION = "champion"
+    # The alias of the one version (at most) waiting to be compared with the champion.
+    CHALLENGER = "challenger"
     RETIRED = "retired"
     REJECTED = "rejected"
+
+
+class ModelAction(StrEnum):
+    """What a registry event did to a model version (see `webapp.registry`)."""
+
+    PROMOTE = "promote"  # a person made it the champion
+    REJECT = "reject"  # a person rejected it
+    ROLLBACK = "rollback"  # a person brought an earlier champion back
+    CHALLENGER = "challenger"  # a person made it the challenger
+    AUTO_PROMOTE = "auto_promote"  # the gate promoted it after a retrain
+    AUTO_CHALLENGER = "auto_challenger"  # the gate made it the challenger after a retrain
 
 
 class TaskStatus(StrEnum):

@@ -39,6 +39,7 @@ from .enums import (
     Decision,
     ItemSource,
     Kind,
+    ModelAction,
     ModelStatus,
     QueueReason,
     Role,
@@ -416,12 +417,22 @@ class ModelVersion(db.Model):
         ForeignKey("retrain_run.id", use_alter=True, ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # When it last became the champion; the retired version promoted last is the champion
+    # before the current one (champions follow each other), which is what a rollback restores.
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Lineage (null for versions trained before migration 0006): the template's
+    # hyper-parameters, the libraries that fitted it, the held-out set it was measured on
+    # (its size and the digest of its (item id, label) pairs) and the seconds fitting took.
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    library_versions: Mapped[dict] = mapped_column(JSON, default=dict)
+    heldout_size: Mapped[int | None] = mapped_column(Integer)
+    heldout_digest: Mapped[str | None] = mapped_column(String(64))
+    training_seconds: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         UniqueConstraint("project_id", "version", name="uq_model_version_project_version"),
         one_of("status", ModelStatus),
-        # At most one champion per project, enforced by the database.
+        # At most one champion and one challenger per project, enforced by the database.
         Index(
             "uq_model_version_champion",
             "project_id",
@@ -429,6 +440,39 @@ class ModelVersion(db.Model):
             sqlite_where=text("status = 'champion'"),
             postgresql_where=text("status = 'champion'"),
         ),
+        Index(
+            "uq_model_version_challenger",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status = 'challenger'"),
+            postgresql_where=text("status = 'challenger'"),
+        ),
+    )
+
+
+class ModelEvent(db.Model):
+    """One change in the registry: who moved which version where, when and why."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    # The version the action was about (the one promoted, rejected, rolled back to, aliased).
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(16))
+    # "user:3", "key:5", "cli" or "gate".
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # The version it displaced, if any: the old champion of a promotion or rollback, the old
+    # challenger of a new one.
+    from_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_model_event_project", "project_id", "id"),
+        one_of("action", ModelAction),
     )
 
 

@@ -29,10 +29,11 @@ def spec() -> dict:
 
 
 def _templates(doc: dict) -> list[tuple[re.Pattern, str]]:
-    """A regex per documented path template."""
+    """A regex per documented path template, literal paths first (`…/models/rollback` before
+    `…/models/{version}`, as the router matches them)."""
     return [
         (re.compile("^/api/v1" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
-        for path in doc["paths"]
+        for path in sorted(doc["paths"], key=lambda path: path.count("{"))
     ]
 
 

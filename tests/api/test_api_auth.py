@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.api.helpers import ALL_SCOPES, Api, assert_problem
-from tests.factories import make_items, queue_retrain
+from tests.factories import make_items, make_version, queue_retrain
 from webapp import serving
 from webapp.extensions import db
 from webapp.models import (
@@ -14,6 +14,7 @@ from webapp.models import (
     ApiKey,
     Feedback,
     Item,
+    ModelEvent,
     Prediction,
     RetrainRun,
     Skip,
@@ -32,6 +33,11 @@ ENDPOINTS = [
     ("POST", "/projects/news/retrain", "admin"),
     ("GET", "/projects/news/runs/{run}", "admin"),
     ("GET", "/projects/news/models", "admin"),
+    ("GET", "/projects/news/models/1", "admin"),
+    ("POST", "/projects/news/models/1/promote", "admin"),
+    ("POST", "/projects/news/models/1/reject", "admin"),
+    ("POST", "/projects/news/models/1/challenger", "admin"),
+    ("POST", "/projects/news/models/rollback", "admin"),
     ("GET", "/projects/news/labels", "admin"),
     ("POST", "/items/{item}/exclusion", "admin"),
     ("DELETE", "/items/{item}/exclusion", "admin"),
@@ -40,8 +46,9 @@ ENDPOINTS = [
 
 @pytest.fixture
 def rows(project):
-    """One item, one logged prediction and one queued run of `news`."""
+    """One item, one logged prediction, one queued run and one candidate model v1 of `news`."""
     (item_id,) = make_items(project, 1)
+    make_version(project, 1)
     (prediction_id,) = serving.log_predictions(project, [{"data": {"text": "x"}, "label": "tech"}])
     run = queue_retrain(project)
     return {"item": item_id, "prediction": prediction_id, "run": run.id}
@@ -61,6 +68,8 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
         payload = {"data": {"text": "a"}}
     elif path.endswith("/exclusion"):
         payload = {"reason": "a bad row"}
+    elif "/models/" in path:
+        payload = {"reason": "checked by hand"}
     elif path.endswith("/predictions"):
         payload = {"predictions": [{"data": {"text": "a"}, "label": "tech"}]}
     return api.post(path, payload, headers=headers)
@@ -141,7 +150,7 @@ def test_a_key_with_only_the_scope_gets_past_auth_everywhere(api_for, rows):
 
 def row_counts() -> dict[str, int]:
     """How many rows each table the API writes to holds."""
-    tables = (Item, Prediction, Feedback, Annotation, Skip, RetrainRun)
+    tables = (Item, Prediction, Feedback, Annotation, Skip, RetrainRun, ModelEvent)
     return {t.__name__: db.session.scalar(select(func.count()).select_from(t)) for t in tables}
 
 

@@ -17,10 +17,21 @@ import pytest
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select
 
-from tests.factories import make_items, queue_retrain
+from tests.factories import make_items, make_version, queue_retrain
 from tests.security.conftest import PASSWORD
 from webapp.extensions import db
-from webapp.models import Annotation, ApiKey, Item, Membership, RetrainRun, Skip, User, utcnow
+from webapp.models import (
+    Annotation,
+    ApiKey,
+    Item,
+    Membership,
+    ModelEvent,
+    ModelVersion,
+    RetrainRun,
+    Skip,
+    User,
+    utcnow,
+)
 
 RUN_ROLES = ("reviewer", "engineer", "admin")
 
@@ -71,6 +82,12 @@ def count(model, *where) -> int:
 def excluded(item_id: int) -> bool:
     db.session.expire_all()
     return db.session.get(Item, item_id).excluded_at is not None
+
+
+def status_of(version: int) -> str:
+    """The status of `news`'s model version `version`, read afresh."""
+    db.session.expire_all()
+    return db.session.scalar(select(ModelVersion.status).where(ModelVersion.version == version))
 
 
 def victim(ctx) -> User:
@@ -136,6 +153,45 @@ OPS = [
         member_engineer,
         # The queued run already exists; starting one joins it, so look at the trigger count.
         effect=lambda c: count(RetrainRun) > c["runs"],
+    ),
+    Op("runs.models", "GET", lambda c: "/projects/news/models", member_run_role),
+    Op(
+        "runs.model_version",
+        "GET",
+        lambda c: f"/projects/news/models/{c['model']}",
+        member_run_role,
+    ),
+    Op(
+        "runs.promote",
+        "POST",
+        lambda c: f"/projects/news/models/{c['model']}/promote",
+        member_engineer,
+        data=lambda c: {"reason": "better"},
+        effect=lambda c: status_of(c["model"]) == "champion",
+    ),
+    Op(
+        "runs.reject",
+        "POST",
+        lambda c: f"/projects/news/models/{c['model']}/reject",
+        member_engineer,
+        data=lambda c: {"reason": "worse"},
+        effect=lambda c: status_of(c["model"]) == "rejected",
+    ),
+    Op(
+        "runs.make_challenger",
+        "POST",
+        lambda c: f"/projects/news/models/{c['model']}/challenger",
+        member_engineer,
+        data=lambda c: {"reason": "compare"},
+        effect=lambda c: status_of(c["model"]) == "challenger",
+    ),
+    Op(
+        "runs.rollback",
+        "POST",
+        lambda c: "/projects/news/models/rollback",
+        member_engineer,
+        data=lambda c: {"reason": "regression"},
+        effect=lambda c: count(ModelEvent, ModelEvent.action == "rollback") > 0,
     ),
     Op("auth.password", "GET", lambda c: "/account/password", anyone_logged_in),
     Op("admin.users", "GET", lambda c: "/admin/users", admin_only),
@@ -321,8 +377,9 @@ def _logged_in(app, email):
 
 
 def _contexts(team, n: int) -> list[dict]:
-    """Fresh rows for each of `n` operations: an item, a victim, a disabled user, a key; and
-    one queued run. Built in bulk, the victims sharing one password hash (hashing is slow)."""
+    """Fresh rows for each of `n` operations: an item, a victim, a disabled user, a key, a
+    candidate model version; and one queued run, a champion and a retired version. Built in
+    bulk, the victims sharing one password hash (hashing is slow)."""
     news = team["news"]
     items = make_items(news, 2 * n)
     items, excluded_items = items[:n], items[n:]
@@ -341,6 +398,10 @@ def _contexts(team, n: int) -> list[dict]:
     run = queue_retrain(news)
     db.session.commit()
     runs = count(RetrainRun)
+    # A candidate model version per operation, and a champion with one before it (rollbacks).
+    make_version(news, 1, "retired")
+    make_version(news, 2, "champion")
+    models = [make_version(news, 3 + i).version for i in range(n)]
     return [
         {
             "item": item,
@@ -350,8 +411,11 @@ def _contexts(team, n: int) -> list[dict]:
             "key": key.id,
             "run": run.id,
             "runs": runs,
+            "model": model,
         }
-        for item, out, (target, disabled, key) in zip(items, excluded_items, rows, strict=True)
+        for item, out, (target, disabled, key), model in zip(
+            items, excluded_items, rows, models, strict=True
+        )
     ]
 
 

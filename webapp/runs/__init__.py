@@ -1,4 +1,4 @@
-"""The runs feature."""
+"""The runs feature: retrain runs and the model versions they produce (the registry's pages)."""
 
 from flask import Blueprint
 

@@ -1,14 +1,18 @@
-"""Views: a project's retrain runs, starting one, and one run's verdict as it happens."""
+"""Views: a project's retrain runs, starting one, and one run's verdict as it happens; its model
+versions, one version's metrics, lineage and history, and the registry's changes (promote,
+reject, make challenger, roll back) for engineers."""
 
 from __future__ import annotations
 
 import redis
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
-from .. import jobs
+from .. import jobs, registry
 from ..auth.routes import role_required
 from ..enums import Role, RunStatus, Trigger
+from ..errors import Conflict, ValidationError
 from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..monitor.routes import project_or_404
@@ -17,6 +21,7 @@ from . import bp
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 RUN_LIMIT = 100
+VERSION_LIMIT = 200
 
 
 def _hx() -> bool:
@@ -113,3 +118,153 @@ def show(slug: str, run_id: int):
     }
     template = "runs/_run-status.html" if _hx() else "runs/show.html"
     return render_template(template, **context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model versions (the registry)
+
+
+def _version_or_404(project: Project, number: int) -> ModelVersion:
+    """The project's version `number`, or a 404 page."""
+    version = None
+    if number < 2**31:
+        version = db.session.scalar(
+            select(ModelVersion).where(
+                ModelVersion.project_id == project.id, ModelVersion.version == number
+            )
+        )
+    if version is None:
+        abort(404, f"There is no model v{number} in {project.name}.")
+    return version
+
+
+def _numbers(project: Project) -> dict[int, int]:
+    """Version id -> version number, for the project's event history."""
+    rows = db.session.execute(
+        select(ModelVersion.id, ModelVersion.version).where(ModelVersion.project_id == project.id)
+    )
+    return {row_id: number for row_id, number in rows}
+
+
+@bp.get("/projects/<slug>/models")
+@role_required(Role.REVIEWER, Role.ENGINEER)
+def models(slug: str):
+    """List the project's model versions, newest first, and the registry's latest events."""
+    project = project_or_404(slug)
+    versions = db.session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.project_id == project.id)
+        .order_by(ModelVersion.version.desc())
+        .limit(VERSION_LIMIT)
+    ).all()
+    return render_template(
+        "runs/models.html",
+        project=project,
+        versions=versions,
+        previous=registry.previous_champion(project),
+        champion=registry.champion(project),
+        events=registry.history(project)[:20],
+        numbers=_numbers(project),
+        limit=VERSION_LIMIT,
+        max_reason=registry.MAX_REASON,
+    )
+
+
+@bp.get("/projects/<slug>/models/<int:version>")
+@role_required(Role.REVIEWER, Role.ENGINEER)
+def model_version(slug: str, version: int):
+    """Show one version: metrics, per-class table, confusion matrix, lineage and history."""
+    project = project_or_404(slug)
+    row = _version_or_404(project, version)
+    return render_template(
+        "runs/model.html",
+        project=project,
+        version=row,
+        champion=registry.champion(project),
+        events=registry.history(project, row),
+        numbers=_numbers(project),
+        max_reason=registry.MAX_REASON,
+    )
+
+
+def _apply(project: Project, number: int | None, change, done: str):
+    """Run a registry change for the signed-in user; flash the outcome and show the version."""
+    try:
+        event = change()
+    except (Conflict, ValidationError) as exc:
+        db.session.rollback()
+        detail = next(iter(exc.errors.values())) if exc.errors else exc.detail
+        flash(f"Nothing changed: {detail}", "error")
+    else:
+        db.session.commit()  # services flush, the view commits (webapp/transaction.py)
+        number = db.session.get(ModelVersion, event.model_version_id).version
+        flash(done.format(v=number))
+    if number is None:
+        return redirect(url_for("runs.models", slug=project.slug))
+    return redirect(url_for("runs.model_version", slug=project.slug, version=number))
+
+
+def _actor() -> str:
+    return current_user.annotator  # "user:<id>"
+
+
+@bp.post("/projects/<slug>/models/<int:version>/promote")
+@role_required(Role.ENGINEER)
+def promote(slug: str, version: int):
+    """Make the version the champion."""
+    project = project_or_404(slug)
+    row = _version_or_404(project, version)
+    reason = request.form.get("reason", "")
+    return _apply(
+        project,
+        version,
+        lambda: registry.promote(row, _actor(), reason),
+        "v{v} is the champion now; predictions use it from the next request.",
+    )
+
+
+@bp.post("/projects/<slug>/models/<int:version>/reject")
+@role_required(Role.ENGINEER)
+def reject(slug: str, version: int):
+    """Reject a candidate or the challenger."""
+    project = project_or_404(slug)
+    row = _version_or_404(project, version)
+    reason = request.form.get("reason", "")
+    return _apply(
+        project, version, lambda: registry.reject(row, _actor(), reason), "v{v} is rejected."
+    )
+
+
+@bp.post("/projects/<slug>/models/<int:version>/challenger")
+@role_required(Role.ENGINEER)
+def make_challenger(slug: str, version: int):
+    """Make the version the challenger."""
+    project = project_or_404(slug)
+    row = _version_or_404(project, version)
+    reason = request.form.get("reason", "")
+    return _apply(
+        project,
+        version,
+        lambda: registry.set_challenger(row, _actor(), reason),
+        "v{v} is the challenger now.",
+    )
+
+
+@bp.post("/projects/<slug>/models/rollback")
+@role_required(Role.ENGINEER)
+def rollback(slug: str):
+    """Bring back the previous champion (or the retired version the form names)."""
+    project = project_or_404(slug)
+    to = request.form.get("to_version", "").strip()
+    target = None
+    if to:
+        if not to.isdigit():
+            abort(400, "to_version must be a version number.")
+        target = _version_or_404(project, int(to))
+    reason = request.form.get("reason", "")
+    return _apply(
+        project,
+        None,
+        lambda: registry.rollback(project, _actor(), reason, to_version=target),
+        "Rolled back: v{v} is the champion again.",
+    )
