@@ -22,8 +22,8 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 
 from labeling import artifacts, evaluation, sampling, split, training
 
-from . import jobs
-from .enums import ModelStatus, RunStatus, TaskStatus, Trigger
+from . import jobs, registry
+from .enums import ModelAction, ModelStatus, RunStatus, TaskStatus, Trigger
 from .extensions import db
 from .models import (
     DEFAULT_SETTINGS,
@@ -574,11 +574,12 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     _write_retrying(record_snapshot)
 
     progress("training")
+    started = time.perf_counter()
     model = training.fit_model(template, X_train, list(y_train))
+    lineage = registry.lineage(model, ids[heldout], y_held, time.perf_counter() - started)
 
     progress("evaluating")
     champion = champion_version(project_id)
-    champion_id = champion.id if champion is not None else None
     champion_no = champion.version if champion is not None else None
     decision, candidate_metrics, champion_metrics = _judge(
         template,
@@ -614,15 +615,13 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
             train_size=sizes[0],
             metrics=candidate_metrics,
             run_id=run_id,
+            **lineage,
         )
         db.session.add(version)
         now = utcnow()
         if decision.promote:
-            if champion_id is not None:
-                db.session.get(ModelVersion, champion_id).status = "retired"
-                db.session.flush()
-            version.status = "champion"
-            version.promoted_at = now
+            # Retires the champion, crowns this one and records the gate's event.
+            registry.record_auto(version, ModelAction.AUTO_PROMOTE)
         else:
             version.status = "rejected"
         db.session.flush()

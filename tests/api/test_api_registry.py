@@ -32,7 +32,11 @@ def test_one_version_shows_its_metrics_lineage_and_events(api, project, champion
     assert (shown["version"], shown["status"]) == (1, "champion")
     assert shown["metrics"] == champion.metrics and shown["metrics"]["macro_f1"] > 0
     assert shown["run_id"] == champion.run_id and shown["template"] == "text-logreg"
-    assert shown["events"] == []
+    # The gate promoted the first model: its event says who (the gate) and why.
+    (event,) = shown["events"]
+    assert (event["action"], event["actor"], event["version"]) == ("auto_promote", "gate", 1)
+    assert shown["params"] and shown["library_versions"]["scikit-learn"]
+    assert shown["training_seconds"] is not None and shown["heldout_size"] == 0
     (listed,) = api.get("/projects/news/models").get_json()["models"]
     assert {k: v for k, v in shown.items() if k != "events"} == listed
     assert_problem(api.get("/projects/news/models/7"), 404)
