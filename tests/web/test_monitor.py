@@ -41,9 +41,9 @@ def test_unknown_project_is_a_404_page(client, login):
     assert response.mimetype == "text/html"
 
 
-def test_project_page_shows_the_champions_heldout_metrics(client, login):
+def test_project_page_shows_the_champions_metrics_and_how_they_were_measured(client, login):
     project = make_project()
-    champion = make_champion(project)
+    champion = make_champion(project)  # the first model: judged by cross-validation
     login("engineer")
     page = client.get("/projects/news").text
     seen = text(page)
@@ -51,7 +51,10 @@ def test_project_page_shows_the_champions_heldout_metrics(client, login):
     assert f"200 items 150 labeled 0 disputed v{champion.version} champion" in seen
     assert f"Champion v{champion.version}" in seen
     assert f"{metrics['accuracy']:.3f} accuracy {metrics['macro_f1']:.3f} macro-F1" in seen
-    assert f"measured on {metrics['n']} held-out items" in seen
+    assert (
+        f"measured by cross-validation on {metrics['n']} training labels (no held-out audits "
+        "yet)" in seen
+    )
     per_class = table(page, "per-class")
     assert per_class[0] == ["Class", "Precision", "Recall", "F1", "Support"]
     assert per_class[1:] == [
