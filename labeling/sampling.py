@@ -503,6 +503,17 @@ class _Rows:
         self.shape = (_n_rows(X),)
 
 
+def _shared_hashing(members: Sequence[Any]) -> bool:
+    """Whether every member is a pipeline opening with the same HashingVectorizer."""
+    firsts = [
+        m.steps[0][1] if isinstance(m, Pipeline) and len(m.steps) > 1 else None for m in members
+    ]
+    if not all(isinstance(f, HashingVectorizer) for f in firsts):
+        return False
+    params = firsts[0].get_params()
+    return all(f.get_params() == params for f in firsts[1:])
+
+
 class _Committee:
     """What modAL's disagreement measures read of a committee, aligned to the project's labels.
 
@@ -527,7 +538,12 @@ class _Committee:
     def vote_proba(self, X: _Rows, **_: Any) -> np.ndarray:
         """Shape (n_rows, n_members, n_labels)."""
         if self._proba is None or self._proba[0] != id(X):
-            stacked = [predict_proba_for(m, X.X, self.labels) for m in self.members]
+            rows, members = X.X, self.members
+            if _shared_hashing(members):
+                # Stateless and identical in every member: hash the texts once, not per member.
+                rows = members[0][0].transform(rows)
+                members = [m[1:] for m in members]
+            stacked = [predict_proba_for(m, rows, self.labels) for m in members]
             self._proba = (id(X), np.stack(stacked, axis=1))
         return self._proba[1]
 

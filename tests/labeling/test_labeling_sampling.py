@@ -22,7 +22,10 @@ from labeling.sampling import (
     informativeness_from_proba,
     query,
 )
-from labeling.training import fit_model
+from labeling.training import fit_model, predict_proba_for
+
+POSITIVE_TEXTS = ["good fun", "great film", "lovely story", "fun and great", "good acting"]
+NEGATIVE_TEXTS = ["bad film", "awful mess", "boring story", "dull and bad", "poor acting"]
 
 
 @cache
@@ -393,3 +396,20 @@ def test_fit_committee_on_texts_shares_one_chosen_c():
 def test_fit_committee_refuses_one_label():
     with pytest.raises(ValueError, match="two labels"):
         fit_committee("tabular-logreg", np.zeros((4, 2)), ["a"] * 4)
+
+
+def test_committee_scores_on_texts_match_each_members_own_probabilities():
+    texts = POSITIVE_TEXTS + NEGATIVE_TEXTS
+    labels = ["pos"] * len(POSITIVE_TEXTS) + ["neg"] * len(NEGATIVE_TEXTS)
+    members = fit_committee("text-logreg", texts, labels, n_members=4, seed=1)
+    new = ["good but dull", "great fun", "awful", "fine film, poor story", ""]
+    order = ["neg", "pos"]
+    p = np.stack([predict_proba_for(m, new, order) for m in members], axis=1)
+    consensus = p.mean(axis=1, keepdims=True)
+    kl = (p * np.log(p / consensus)).sum(axis=2).max(axis=1)
+    assert np.allclose(committee_scores(members, new, order, "kl_max_disagreement"), kl)
+    votes = p.argmax(axis=2)
+    share = votes.mean(axis=1)  # share voting "pos"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nan_to_num(share * np.log(share) + (1 - share) * np.log(1 - share))
+    assert np.allclose(committee_scores(members, new, order, "vote_entropy"), entropy)
