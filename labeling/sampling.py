@@ -204,6 +204,8 @@ def _text_space(texts: Sequence[str], seed: int, dims: int = COLD_START_DIMS) ->
     else:
         svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=2, random_state=seed)
         Z = svd.fit_transform(tfidf)
+    if Z.shape[1] == 0:
+        return np.zeros((Z.shape[0], 1))  # no text has a word: every row alike
     return normalize(np.asarray(Z, dtype=np.float64))
 
 
@@ -257,10 +259,10 @@ def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> 
     """Pick a diverse, representative first sample to label before any model exists.
 
     The rows are clustered into ``n`` groups (k-means; mini-batch k-means beyond
-    :data:`FULL_KMEANS_ROWS` rows) and each group contributes
-    its row nearest the group's centre. Text is embedded by TF-IDF over hashed unigrams (of each
-    text's first :data:`COLD_START_CHARS` characters) reduced to 50 dimensions by truncated
-    SVD; tabular features are median-imputed and standardised.
+    :data:`FULL_KMEANS_ROWS` rows) and each group contributes its row nearest the group's
+    centre. Text is embedded by TF-IDF over hashed unigrams (of each text's first
+    :data:`COLD_START_CHARS` characters) reduced to 50 dimensions by truncated SVD; tabular
+    features are median-imputed and standardised.
 
     Args:
         X: Model input as returned by ``labeling.training.to_matrix``: a list of texts or a 2-D
@@ -323,8 +325,12 @@ def _split_model(classifier: Any) -> tuple[Any, Any]:
 
 
 def _features(pre: Any, X: Any) -> Any:
-    """Rows in the space the final estimator sees, as float64 (non-finite values read as 0)."""
-    Z = X if pre is None else pre.transform(X)
+    """Rows in the space the final estimator sees."""
+    return X if pre is None else pre.transform(X)
+
+
+def _distance_space(Z: Any) -> Any:
+    """Features as float64 for distances (non-finite values read as 0)."""
     if sp.issparse(Z):
         return sp.csr_matrix(Z, dtype=np.float64)
     Z = np.asarray(Z, dtype=np.float64)
@@ -355,6 +361,7 @@ def _top_candidates(
         Z = _features(pre, _take(X_pool, rows))
         info[rows] = informativeness(last, Z, strategy)
         merged = np.concatenate([best, rows])
+        Z = _distance_space(Z)
         merged_Z = Z if best_Z is None else _vstack([best_Z, Z])
         keep = np.argsort(-info[merged], kind="stable")[:k]
         best, best_Z = merged[keep], merged_Z[keep]
@@ -430,7 +437,7 @@ def batch_scores(
     if b <= 0:
         return scores
     if _n_rows(X_labeled) > 0:
-        Z_labeled = _features(pre, X_labeled)
+        Z_labeled = _distance_space(_features(pre, X_labeled))
         nearest, _ = pairwise_distances_argmin_min(Z, Z_labeled)
         reference = Z_labeled[np.unique(nearest)]
     else:
