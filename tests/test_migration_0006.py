@@ -12,7 +12,9 @@ from webapp import registry
 from webapp.extensions import db
 
 
-def _insert_version(conn, version: int, status: str, lineage: bool = True) -> None:
+def _insert_version(
+    conn, project_id: int, version: int, status: str, lineage: bool = True
+) -> None:
     """Insert a version row in SQL (the schema of the revision in place, not the models')."""
     columns, values = "", ""
     if lineage:
@@ -20,15 +22,16 @@ def _insert_version(conn, version: int, status: str, lineage: bool = True) -> No
     conn.execute(
         text(
             "INSERT INTO model_version (project_id, version, status, template, labels, artifact, "
-            f"snapshot_digest, train_size, metrics, created_at{columns}) VALUES (1, :v, :s, "
+            f"snapshot_digest, train_size, metrics, created_at{columns}) VALUES (:p, :v, :s, "
             f"'text-logreg', '[]', :a, :d, 1, '{{}}', CURRENT_TIMESTAMP{values})"
         ),
-        {"v": version, "s": status, "a": b"", "d": "0" * 64},
+        {"p": project_id, "v": version, "s": status, "a": b"", "d": "0" * 64},
     )
 
 
 def test_0006_downgrades_with_a_challenger_and_upgrades_again(app):
     project = make_project()
+    project_id = project.id  # not 1 on PostgreSQL, whose sequences outlive each test
     make_version(project, 1, "champion")
     v2 = make_version(project, 2)
     registry.set_challenger(v2, "cli", "compare")
@@ -46,9 +49,9 @@ def test_0006_downgrades_with_a_challenger_and_upgrades_again(app):
     # The old CHECK is back: no challenger; the champion index survived the rebuild.
     for status in ("challenger", "champion"):
         with pytest.raises(IntegrityError), db.engine.begin() as conn:
-            _insert_version(conn, 3, status, lineage=False)
+            _insert_version(conn, project_id, 3, status, lineage=False)
     with db.engine.begin() as conn:
-        _insert_version(conn, 3, "retired", lineage=False)
+        _insert_version(conn, project_id, 3, "retired", lineage=False)
 
     upgrade()
     with db.engine.connect() as conn:
@@ -59,10 +62,10 @@ def test_0006_downgrades_with_a_challenger_and_upgrades_again(app):
             (3, "{}", "{}"),
         }
     with db.engine.begin() as conn:
-        _insert_version(conn, 5, "challenger")
+        _insert_version(conn, project_id, 5, "challenger")
     # At most one challenger and one champion per project, as before the downgrade.
     for status in ("challenger", "champion"):
         with pytest.raises(IntegrityError), db.engine.begin() as conn:
-            _insert_version(conn, 4, status)
+            _insert_version(conn, project_id, 4, status)
     with pytest.raises(IntegrityError), db.engine.begin() as conn:
-        _insert_version(conn, 4, "promoted")
+        _insert_version(conn, project_id, 4, "promoted")

@@ -239,3 +239,11 @@ def test_lineage_records_params_libraries_and_the_heldout_set():
         == registry.lineage(model, [1, 2, 3], ["b", "a", "a"], 0)["heldout_digest"]
     )
     assert out["training_seconds"] == 1.235
+
+
+def test_a_version_records_the_hyper_parameters_its_fit_chose(app):
+    project = make_project()
+    champion = make_champion(project)
+    chosen = champion.params["chosen"]
+    assert chosen["selected_by"] in ("cv", "default") and chosen["C"] > 0
+    assert champion.params["clf__C"] == chosen["C"]

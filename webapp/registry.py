@@ -231,6 +231,11 @@ def model_params(model) -> dict:
         plain = _plain(value)
         if plain is not _SKIP:
             out[name] = plain
+    # What the fit chose for itself (the text template's C by cross-validation, and how).
+    chosen = getattr(model, "chosen_params_", None)
+    if isinstance(chosen, dict):
+        plain = {key: _plain(value) for key, value in chosen.items()}
+        out["chosen"] = {key: value for key, value in plain.items() if value is not _SKIP}
     return out
 
 

@@ -1,3 +1,4 @@
+import json
 from functools import cache
 
 import numpy as np
@@ -8,13 +9,18 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from labeling.artifacts import dumps, loads
 from labeling.training import (
+    DEFAULT_C,
     DEFAULT_TEMPLATE,
     TEMPLATE_KIND,
     TEMPLATES,
+    TEXT_C_GRID,
     build_model,
     fit_model,
     predict_proba_for,
+    select_c,
+    select_params,
     to_matrix,
 )
 
@@ -169,3 +175,101 @@ def test_single_class_is_refused():
         fit_model("tabular-logreg", np.zeros((5, 2)), ["a"] * 5)
     with pytest.raises(ValueError, match="need at least two labels to train"):
         fit_model("text-logreg", [], [])
+
+
+# ---------------------------------------------------------------------------------------------
+# C chosen by cross-validation
+
+
+def _flip(labels, rows):
+    flipped = list(labels)
+    for i in rows:
+        flipped[i] = "neg" if flipped[i] == "pos" else "pos"
+    return flipped
+
+
+TEXTS = POSITIVE + NEGATIVE
+TEXT_LABELS = ["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE)
+
+
+def test_cv_picks_a_smaller_c_for_a_tiny_noisy_set():
+    clean = fit_model("text-logreg", TEXTS, TEXT_LABELS).chosen_params_
+    # Four of the 24 labels wrong (two of each): a weak penalty would memorise them.
+    noisy = fit_model("text-logreg", TEXTS, _flip(TEXT_LABELS, [0, 1, 12, 13])).chosen_params_
+    assert clean["selected_by"] == noisy["selected_by"] == "cv"
+    assert noisy["C"] < clean["C"]
+    assert clean["C"] > DEFAULT_C["text-logreg"]  # clean TF-IDF rows want a weak penalty
+    assert set(clean["cv_log_loss"]) >= {"10.0"}  # the search starts at the old default
+
+
+def test_chosen_c_is_the_lowest_cross_validated_loss_tried():
+    chosen = fit_model("text-logreg", TEXTS, _flip(TEXT_LABELS, [0, 12])).chosen_params_
+    losses = chosen["cv_log_loss"]
+    assert len(losses) >= 2
+    assert min(losses, key=losses.get) == str(chosen["C"])
+    assert chosen["C"] in TEXT_C_GRID
+
+
+def test_too_few_labels_per_class_keep_the_default_c():
+    # Two "neg" texts cannot be split over three folds.
+    X, y = TEXTS[:10] + TEXTS[12:14], TEXT_LABELS[:10] + TEXT_LABELS[12:14]
+    model = fit_model("text-logreg", X, y)
+    assert model.chosen_params_["selected_by"] == "default"
+    assert model.chosen_params_["C"] == model.named_steps["clf"].C == DEFAULT_C["text-logreg"]
+    assert model.predict(["great fun, loved it"]).tolist() == ["pos"]
+
+
+def test_fit_uses_the_chosen_c_and_given_params_skip_the_search():
+    searched = fit_model("text-logreg", TEXTS, TEXT_LABELS)
+    assert searched.named_steps["clf"].C == searched.chosen_params_["C"]
+    given = fit_model("text-logreg", TEXTS, TEXT_LABELS, params=searched.chosen_params_)
+    assert given.chosen_params_ == {"C": searched.chosen_params_["C"], "selected_by": "given"}
+    new = ["great fun, loved it", "awful and boring"]
+    assert np.array_equal(given.predict_proba(new), searched.predict_proba(new))
+    assert select_params("text-logreg", TEXTS, TEXT_LABELS) == searched.chosen_params_
+
+
+def test_cv_is_deterministic_for_a_seed():
+    y = _flip(TEXT_LABELS, [0, 12])
+    a, b = fit_model("text-logreg", TEXTS, y), fit_model("text-logreg", TEXTS, y)
+    assert a.chosen_params_ == b.chosen_params_
+    assert np.array_equal(a.named_steps["clf"].coef_, b.named_steps["clf"].coef_)
+
+
+def test_chosen_params_survive_the_artifact_and_json():
+    model = fit_model("text-logreg", TEXTS, TEXT_LABELS)
+    restored = loads(dumps(model))
+    assert restored.chosen_params_ == model.chosen_params_
+    assert json.loads(json.dumps(model.chosen_params_)) == model.chosen_params_
+
+
+@pytest.mark.parametrize("template", ["tabular-logreg", "tabular-hgb"])
+def test_tabular_templates_record_fixed_params(template):
+    datas, labels = iris_items()
+    model = fit_model(template, to_matrix("tabular", datas, FEATURES), labels)
+    assert model.chosen_params_["selected_by"] == "fixed"
+    if template == "tabular-logreg":
+        assert model.chosen_params_["C"] == model.named_steps["clf"].C == 1.0
+    else:
+        assert model.chosen_params_["max_iter"] == 100
+    json.dumps(model.chosen_params_)
+
+
+def test_tabular_logreg_takes_a_given_c():
+    datas, labels = iris_items()
+    X = to_matrix("tabular", datas, FEATURES)
+    model = fit_model("tabular-logreg", X, labels, params={"C": 0.01})
+    assert model.named_steps["clf"].C == 0.01
+    assert model.chosen_params_ == {"C": 0.01, "selected_by": "given"}
+    # A strong penalty shrinks the model towards uniform probabilities.
+    weak = fit_model("tabular-logreg", X, labels)
+    assert model.predict_proba(X).max() < weak.predict_proba(X).max()
+
+
+def test_select_c_walks_down_for_noise_and_respects_the_grid():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = rng.choice(["a", "b"], size=60)  # labels unrelated to the features
+    chosen = select_c(X, y, (0.001, 0.01, 0.1, 1.0, 10.0), default=1.0)
+    assert chosen["C"] < 1.0
+    assert chosen["cv_rows"] == 60 and chosen["cv_folds"] == 3
