@@ -12,9 +12,7 @@ from webapp import registry
 from webapp.extensions import db
 
 
-def _insert_version(
-    conn, project_id: int, version: int, status: str, lineage: bool = True
-) -> None:
+def _insert_version(conn, project_id: int, version: int, status: str, lineage: bool = True) -> None:
     """Insert a version row in SQL (the schema of the revision in place, not the models')."""
     columns, values = "", ""
     if lineage:

@@ -43,8 +43,8 @@ def test_promote_retires_the_champion_and_records_who_when_why(project):
     )
     assert (event.model_version_id, event.from_version_id) == (v2.id, v1.id)
     assert event.created_at is not None
-    # Scores are keyed by the champion: a rescore is queued with the promotion.
-    assert db.session.scalar(select(Task.status).where(Task.name == "rescore")) == "queued"
+    # The queue's scores are the learner's (the newest version): a promotion rescores nothing.
+    assert db.session.scalar(select(Task.status).where(Task.name == "rescore")) is None
 
 
 def test_promoting_the_challenger_clears_the_alias(project):

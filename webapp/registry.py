@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 
 from labeling import split
 
-from . import training
 from .enums import ModelAction, ModelStatus
 from .errors import Conflict, NotFound, ValidationError
 from .extensions import db
@@ -305,7 +304,7 @@ def _move(version: ModelVersion, status: str) -> None:
 
 
 def _crown(project: Project, version: ModelVersion, action: str, actor: str, reason: str):
-    """Retire the champion, make `version` the champion, record the event, queue a rescore."""
+    """Retire the champion, make `version` the champion, record the event."""
     current = champion(project)
 
     def change() -> None:
@@ -316,10 +315,9 @@ def _crown(project: Project, version: ModelVersion, action: str, actor: str, rea
         db.session.flush()
 
     from_id = current.id if current is not None else None
-    event = _guarded(change, lambda: _event(project, version, action, actor, reason, from_id))
-    # Scores are keyed by the champion: the queue's uncertain lane needs them recomputed.
-    training.request_rescore(project)
-    return event
+    # No rescore: the queue's scores are the learner's (the newest version, see
+    # `training.learner_id`), which a promotion or a rollback does not change.
+    return _guarded(change, lambda: _event(project, version, action, actor, reason, from_id))
 
 
 def _alias(project: Project, version: ModelVersion, action: str, actor: str, reason: str):
