@@ -278,7 +278,7 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
     from tests.factories import make_project
     from webapp import pool, training
     from webapp.extensions import db
-    from webapp.models import Annotation, RetrainRun, Task
+    from webapp.models import Annotation, ModelVersion, RetrainRun, Task
 
     ds, seed, y_pool = split.ds, split.seed, split.y_pool
     started = time.perf_counter()
@@ -289,6 +289,7 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
     decisions: Counter = Counter()
     rejected_by: Counter = Counter()
     promotions: list[dict] = []
+    held_back: list[dict] = []
     random.seed(seed)  # the items' `rand` column, which the random lanes walk
     rng = random.Random(seed)
     with _quiet_enqueues(), bench_app(backend):
@@ -329,9 +330,19 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
                     raise RuntimeError(f"retrain run {run_id} stayed queued ({status})")
                 decisions[row.decision or status] += 1
                 if row.decision == "rejected":
-                    for reason in row.reasons or []:
-                        if not reason["passed"]:
-                            rejected_by[reason["rule"]] += 1
+                    failed = [r["rule"] for r in row.reasons or [] if not r["passed"]]
+                    rejected_by.update(failed)
+                    # What the gate held back: the candidate against what serves (the
+                    # champion, or the majority class before the first one).
+                    candidate = db.session.get(ModelVersion, row.model_version_id)
+                    serving_acc = run.steps[-1][1] if run.steps else run.floor
+                    held_back.append(
+                        {
+                            "labels": run.labels_asked,
+                            "rules": failed,
+                            "change": split.accuracy(training.load_model(candidate)) - serving_acc,
+                        }
+                    )
                 champion = training.champion_version(project.id)
                 if champion is not None and champion.id != champion_id:
                     champion_id = champion.id
@@ -389,6 +400,7 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
         "decisions": dict(decisions),
         "rejected_by": dict(rejected_by),
         "promotions": promotions,
+        "held_back": held_back,
     }
     return run
 
@@ -588,6 +600,7 @@ def _product_details(runs: list[Run]) -> str:
         "promoted",
         "rejected (rule: n)",
         "worst promotion",
+        "rejected yet better by >1pt",
         "retrain s (median/max)",
         "rescore s (median)",
         "wall s",
@@ -609,6 +622,7 @@ def _product_details(runs: list[Run]) -> str:
                 x["decisions"].get("promoted", 0),
                 rejected,
                 f"{min(changes):+.3f}" if changes else "-",
+                sum(1 for h in x["held_back"] if h["change"] > WORSE_BY),
                 f"{statistics.median(rt):.2f}/{max(rt):.2f}" if rt else "-",
                 f"{statistics.median(rs):.2f}" if rs else "-",
                 f"{r.seconds:.0f}",
@@ -617,8 +631,14 @@ def _product_details(runs: list[Run]) -> str:
     lines.append(table(headers, rows))
     curves = []
     for r in runs:
-        steps = " ".join(f"{n}:{acc:.3f}" for n, acc in r.steps) or "none"
-        curves.append(f"  seed {r.seed} champions (labels:test accuracy): {steps}")
+        steps = (
+            " ".join(
+                f"{p['labels']}({p['train_size']}):{p['test_accuracy']:.3f}"
+                for p in r.extra["promotions"]
+            )
+            or "none"
+        )
+        curves.append(f"  seed {r.seed} champions, labels(trained on):test accuracy: {steps}")
     return "\n".join(lines + curves)
 
 
