@@ -290,8 +290,14 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
     rejected_by: Counter = Counter()
     promotions: list[dict] = []
     held_back: list[dict] = []
-    random.seed(seed)  # the items' `rand` column, which the random lanes walk
-    rng = random.Random(seed)
+    # Two independent streams: the items' `rand` column (drawn from the global generator at
+    # import), which the random lanes walk, and the queue's own draws (the audit coin, the
+    # random lanes' starting point). One seed for both would make the k-th cold-start draw
+    # land exactly on the k-th imported item.
+    random.seed(f"import-{seed}")
+    rng = random.Random(f"queue-{seed}")
+    # Item ids decide the held-out split: import the pool in an order of its own per seed.
+    order = np.random.default_rng(seed).permutation(len(split.pool))
     with _quiet_enqueues(), bench_app(backend):
         project = make_project(
             slug=ds.name,
@@ -302,9 +308,12 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
             settings={},  # the defaults, untuned
             members=[],
         )
-        rows = [{"external_id": f"{ds.name}-{i}", "data": ds.datas[i]} for i in split.pool]
+        rows = [
+            {"external_id": f"{ds.name}-{split.pool[k]}", "data": ds.datas[split.pool[k]]}
+            for k in order
+        ]
         ids = [item_id for batch in pool.import_items(project, rows) for item_id in batch]
-        truth = dict(zip(ids, y_pool.tolist(), strict=True))
+        truth = dict(zip(ids, y_pool[order].tolist(), strict=True))
         champion_id = None
         heldout_labels = 0
         share = project.setting("heldout_share")
