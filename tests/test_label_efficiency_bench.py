@@ -24,8 +24,9 @@ def test_small_run_asks_for_exactly_the_budget_and_prints_every_row(capsys, monk
     assert product.labels_asked == 60
     assert product.extra["annotations"] == 60
     assert sum(product.extra["reasons"].values()) == 60
-    # Retrains at 25 and 50 labels ran (the default retrain_every), whatever the gate said.
-    assert len(product.extra["retrain_seconds"]) == 2
+    # Retrains at 10 labels (first_retrain_at), then 35 and 60 (every 25) ran, whatever the
+    # gate said.
+    assert len(product.extra["retrain_seconds"]) == 3
     for method in ("random", "margin"):
         run = by_method[method]
         assert run.labels_asked == 60
