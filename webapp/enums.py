@@ -24,6 +24,14 @@ class Decision(StrEnum):
 
     PROMOTED = "promoted"
     REJECTED = "rejected"
+    CHALLENGER = "challenger"  # passed, and the project sends passing candidates to challenger
+
+
+class PromoteTo(StrEnum):
+    """Where a candidate that passes the gate goes (the `promote_to` setting)."""
+
+    CHAMPION = "champion"  # it is promoted and serves `predict` at once
+    CHALLENGER = "challenger"  # it becomes the challenger, to be proven live first
 
 
 class Trigger(StrEnum):

@@ -41,6 +41,7 @@ from .enums import (
     Kind,
     ModelAction,
     ModelStatus,
+    PromoteTo,
     QueueReason,
     Role,
     RunStatus,
@@ -114,6 +115,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Audits are the held-out set: while it is small, a larger share of the queue is audits.
     "audit_share_early": 0.3,
     "audit_early_until": 200,
+    # A candidate that passes the gate is promoted, or (`challenger`) waits as the challenger
+    # until a person promotes it or a live experiment proves it; a first model is promoted.
+    "promote_to": PromoteTo.CHAMPION,
     "gate": {
         "min_heldout": GateConfig.min_heldout,
         "min_delta": GateConfig.min_delta,

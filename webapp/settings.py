@@ -6,9 +6,12 @@ import math
 
 from labeling.evaluation import METRIC_NAMES, MODES
 
+from .enums import PromoteTo, values
 from .errors import ValidationError
 from .models import DEFAULT_SETTINGS, STRATEGIES, Project
 from .training import request_rescore
+
+PROMOTE_TO = values(PromoteTo)
 
 # key -> (parse, check, what a valid value is)
 _RULES = {
@@ -27,6 +30,7 @@ _RULES = {
     "first_retrain_at": (int, lambda v: v >= 2, "a whole number ≥ 2"),
     "audit_share_early": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
     "audit_early_until": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
+    "promote_to": (str, lambda v: v in PROMOTE_TO, f"one of {', '.join(PROMOTE_TO)}"),
 }
 SETTING_KEYS = tuple(_RULES)
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from labeling import artifacts, evaluation, sampling, split, training
 
 from . import jobs, registry
-from .enums import ModelAction, ModelStatus, RunStatus, TaskStatus, Trigger
+from .enums import Decision, ModelAction, ModelStatus, PromoteTo, RunStatus, TaskStatus, Trigger
 from .extensions import db
 from .models import (
     DEFAULT_SETTINGS,
@@ -556,6 +556,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     progress("loading")
     ids, labels, X, heldout, labeled_at = _training_data(project)
     gate_config = project.gate_config
+    promote_to = project.setting("promote_to")
     train = ~heldout
     X_train, y_train = _take(X, train), labels[train]
     X_held, y_held, held_at = _take(X, heldout), labels[heldout], labeled_at[heldout]
@@ -619,15 +620,20 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         )
         db.session.add(version)
         now = utcnow()
-        if decision.promote:
+        outcome = _outcome(decision.promote, champion_no, promote_to)
+        if outcome == Decision.PROMOTED:
             # Retires the champion, crowns this one and records the gate's event.
             registry.record_auto(version, ModelAction.AUTO_PROMOTE)
+        elif outcome == Decision.CHALLENGER:
+            # The champion keeps serving; this one waits to be proven (the old challenger, if
+            # any, goes back to being a candidate).
+            registry.record_auto(version, ModelAction.AUTO_CHALLENGER)
         else:
             version.status = "rejected"
         db.session.flush()
         run.model_version_id = version.id
-        run.decision = "promoted" if decision.promote else "rejected"
-        run.reasons = decision.reasons
+        run.decision = outcome
+        run.reasons = decision.reasons + _routing_reason(outcome, champion_no)
         run.metrics = {
             "candidate": candidate_metrics,
             "champion": champion_metrics,
@@ -642,6 +648,34 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         db.session.commit()
 
     _write_retrying(record_outcome)
+
+
+def _outcome(passed: bool, champion_no: int | None, promote_to: str) -> Decision:
+    """What a run's verdict does: promote, make the challenger (only with a champion to
+    challenge, when the project asks for it), or reject."""
+    if not passed:
+        return Decision.REJECTED
+    if champion_no is not None and promote_to == PromoteTo.CHALLENGER:
+        return Decision.CHALLENGER
+    return Decision.PROMOTED
+
+
+def _routing_reason(outcome: Decision, champion_no: int | None) -> list[dict]:
+    """The note a challenger verdict adds to the gate's rules: why it does not serve yet."""
+    if outcome != Decision.CHALLENGER:
+        return []
+    return [
+        {
+            "rule": "promote_to",
+            "passed": True,
+            "detail": (
+                "The candidate passed the gate, and the project sends such candidates to the "
+                f"challenger alias (promote_to = challenger): version {champion_no} keeps "
+                "serving until a person promotes this one or an experiment proves it."
+            ),
+            "numbers": {"promote_to": PromoteTo.CHALLENGER, "champion_version": champion_no},
+        }
+    ]
 
 
 def _judge(template, model, champion, train, held, label_set: list[str], config):
