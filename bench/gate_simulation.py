@@ -19,7 +19,10 @@ shares 65/35 for two classes, 30/25/20/15/10 for five) is exactly 5 or 2 points 
 equal to, or 2 or 5 points above the champion's.
 
     .venv/bin/python -m bench.gate_simulation [--trials 1000] [--metric macro_f1] [--phi 0.6]
-        [--sizes 100,200,500]
+        [--sizes 100,200,500] [--reuse]
+
+`--reuse` measures instead what deciding again on the items a champion won on does: see
+`reuse_rates`.
 """
 
 from __future__ import annotations
@@ -94,6 +97,18 @@ def simulate_pair(
     s: float,
 ) -> tuple[list[str], list[str], list[str]]:
     """One held-out set of `n` items and both models' predictions on it."""
+    y, (champ, cand) = simulate_models(rng, n, shares, (a_champ, a_cand), s)
+    return y, champ, cand
+
+
+def simulate_models(
+    rng: np.random.Generator,
+    n: int,
+    shares: tuple[float, ...],
+    intercepts: tuple[float, ...],
+    s: float,
+) -> tuple[list[str], list[list[str]]]:
+    """One held-out set of `n` items and the predictions of models with these intercepts."""
     k = len(shares)
     labels = np.asarray([f"c{i}" for i in range(k)])
     y = rng.choice(k, size=n, p=shares)
@@ -106,8 +121,7 @@ def simulate_pair(
         wrong = np.where(rng.random(n) < CONFUSABLE, confusable, other)
         return np.where(right, y, wrong)
 
-    champ, cand = predict(a_champ), predict(a_cand)
-    return list(labels[y]), list(labels[champ]), list(labels[cand])
+    return list(labels[y]), [list(labels[predict(a)]) for a in intercepts]
 
 
 def promotion_rates(
@@ -149,6 +163,71 @@ def promotion_rates(
             decision = decide(y, cand, champ, y, labels, config, seed=trial)
             promoted[mode] += decision.promote
     return {mode: promoted[mode] / trials for mode in modes}
+
+
+def _score(metric: str, y: list[str], p: list[str], labels: list[str]) -> float:
+    """The gated metric of predictions `p` on `y` (the point estimate the gate compares)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    if metric == "accuracy":
+        return float(np.mean(np.asarray(y) == np.asarray(p)))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y, p))
+    return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
+
+
+def reuse_rates(
+    n_classes: int,
+    n_old: int,
+    n_fresh: int,
+    gain: float,
+    trials: int,
+    seed: int = 0,
+    metric: str = "macro_f1",
+    phi: float = 0.6,
+    mode: str = "superiority",
+) -> dict[str, float]:
+    """What reusing the held-out items a champion won on does to the next decision.
+
+    Per trial: the old champion C0 (85% accurate) and a candidate C1 truly 2 points better are
+    judged on a held-out set S of `n_old` items; only the trials in which the gate promoted C1
+    count (it won on S, so its score on S is inflated: the winner's curse). Then C2, truly
+    `gain` better than C1, is judged against C1 on S again (`reused`), on `n_fresh` items
+    labeled since C1's promotion only (`fresh`, what Corrigo does once there are
+    `min_heldout` of them), and on both (`all`).
+
+    Returns:
+        ``{"won": share of trials C1 was promoted, "inflation": C1's mean score on S minus its
+        true score, "reused"/"fresh"/"all": C2's promotion rate}``.
+    """
+    shares = CLASS_SHARES[n_classes]
+    s = spread_for_phi(phi)
+    true_1 = population_metric(metric, CHAMPION_ACCURACY, shares) + 0.02
+    a0 = intercept(CHAMPION_ACCURACY, s)
+    a1 = intercept(candidate_accuracy(metric, 0.02, shares), s)
+    a2 = intercept(candidate_accuracy(metric, 0.02 + gain, shares), s)
+    config = GateConfig(metric=metric, mode=mode)
+    labels = [f"c{i}" for i in range(n_classes)]
+    rng = np.random.default_rng(seed)
+    won, inflation = 0, 0.0
+    promoted = {"reused": 0, "fresh": 0, "all": 0}
+    for trial in range(trials):
+        y, (p0, p1, p2) = simulate_models(rng, n_old, shares, (a0, a1, a2), s)
+        if not decide(y, p1, p0, y, labels, config, seed=trial).promote:
+            continue
+        won += 1
+        inflation += _score(metric, y, p1, labels) - true_1
+        y_new, (q1, q2) = simulate_models(rng, n_fresh, shares, (a1, a2), s)
+        sets = {
+            "reused": (y, p2, p1),
+            "fresh": (y_new, q2, q1),
+            "all": (y + y_new, p2 + q2, p1 + q1),
+        }
+        for name, (t, cand, champ) in sets.items():
+            promoted[name] += decide(t, cand, champ, t, labels, config, seed=trial).promote
+    out = {"won": won / trials, "inflation": inflation / won if won else float("nan")}
+    out |= {name: count / won if won else float("nan") for name, count in promoted.items()}
+    return out
 
 
 def anchor() -> list[str]:
@@ -194,8 +273,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,200,500", help="held-out sizes (100,200,500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-anchor", action="store_true", help="skip the real-model lines")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="instead: the next decision on the items the champion won on, fresh ones, or both",
+    )
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    if args.reuse:
+        main_reuse(args, sizes)
+        return
 
     header("gate simulation: promotion rate of truly worse / equal / better candidates")
     s = spread_for_phi(args.phi)
@@ -233,6 +320,42 @@ def main() -> None:
             f"# n = 500, {mode}: -2 pt promoted at most {_pct(worst)} (need ≤ 5%), "
             f"equal at most {_pct(equal)}, +5 pt at least {_pct(power)}"
         )
+
+
+def main_reuse(args: argparse.Namespace, sizes: list[int]) -> None:
+    """Print `reuse_rates` for each size of the set the champion won on (fresh sets as large)."""
+    header("gate simulation: deciding again on the held-out items the champion won on")
+    print(
+        f"# {args.trials} trials per cell, metric {args.metric}, error phi {args.phi}; C1 (2 pt "
+        "better than C0) counted only when the gate promoted it on S; C2 is judged against C1 on "
+        "S again (reused), on as many fresh items (fresh), or on both (all)"
+    )
+    headers = ["mode", "classes", "|S|", "C2 gain", "C1 won", "C1 inflation on S"]
+    headers += ["promoted: reused", "fresh", "all"]
+    rows = []
+    started = time.perf_counter()
+    for mode in MODES:
+        for k in CLASS_SHARES:
+            for n in sizes:
+                for gain in (0.0, 0.02, 0.05):
+                    seed = args.seed * 1_000_003 + k * 10_007 + n * 101 + int(gain * 100)
+                    r = reuse_rates(k, n, n, gain, args.trials, seed, args.metric, args.phi, mode)
+                    rows.append(
+                        [
+                            mode,
+                            k,
+                            n,
+                            f"{100 * gain:+.0f} pt",
+                            _pct(r["won"]),
+                            f"{100 * r['inflation']:+.1f} pt",
+                            _pct(r["reused"]),
+                            _pct(r["fresh"]),
+                            _pct(r["all"]),
+                        ]
+                    )
+            print(f"# done: {mode}", file=sys.stderr, flush=True)
+    print(table(headers, rows))
+    print(f"# {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

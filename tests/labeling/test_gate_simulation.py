@@ -7,7 +7,13 @@ least 80% of the time.
 
 import pytest
 
-from bench.gate_simulation import candidate_accuracy, error_phi, promotion_rates, spread_for_phi
+from bench.gate_simulation import (
+    candidate_accuracy,
+    error_phi,
+    promotion_rates,
+    reuse_rates,
+    spread_for_phi,
+)
 
 TRIALS = 300
 
@@ -32,3 +38,12 @@ def test_two_points_worse_is_rarely_promoted_in_either_mode(n_classes):
 def test_five_points_better_is_usually_promoted_under_superiority(n_classes):
     rates = promotion_rates(n_classes, 500, 0.05, TRIALS, seed=12, modes=("superiority",))
     assert rates["superiority"] >= 0.80
+
+
+def test_a_champion_is_inflated_on_the_items_it_won_on_and_fresh_items_undo_it():
+    # Why Corrigo decides on audits labeled since the champion's promotion once there are
+    # enough: on the set it won on, the champion looks better than it is, and a truly better
+    # candidate is promoted less often there than on fresh items.
+    r = reuse_rates(2, 200, 200, 0.05, 400, seed=13, mode="superiority")
+    assert r["won"] > 0.1 and r["inflation"] > 0.01
+    assert r["fresh"] > r["reused"] + 0.1
