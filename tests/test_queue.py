@@ -116,6 +116,33 @@ def test_audits_are_thirty_percent_while_the_heldout_set_is_small_then_ten(app):
     assert 15 <= audits <= 50, audits  # the default 10% once the held-out set has 40
 
 
+def test_counting_audits_reads_only_audit_rows(app):
+    # The audit share depends on how many audits exist; the count must not walk every
+    # annotation of a project with a million labels and few audits.
+    project = make_project(settings={"audit_early_until": 500})
+    sent = []
+
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        if " annotation" in statement and "count" in statement.lower():
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", hook)
+    try:
+        assert pool.queue.audit_share_now(project) == 0.3
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hook)
+    assert len(sent) == 1
+    conn = db.session.connection()
+    sqlite = db.engine.dialect.name == "sqlite"
+    if not sqlite:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+    rows = conn.exec_driver_sql(prefix + sent[0][0], sent[0][1]).all()
+    plan = " | ".join(str(row[-1]) for row in rows)
+    db.session.rollback()
+    assert "ix_annotation_audit" in plan, plan
+
+
 def test_queue_is_empty_when_everything_is_labeled(app):
     project = make_project()
     make_items(project, 2)

@@ -527,6 +527,14 @@ class Annotation(db.Model):
 
     __table_args__ = (
         Index("ix_annotation_annotator", "project_id", "annotator"),
+        # The queue counts a project's audits (the held-out set) to set the audit share: only
+        # audit rows are indexed, so the count reads them alone whatever else was labeled.
+        Index(
+            "ix_annotation_audit",
+            "project_id",
+            sqlite_where=text("reason = 'audit'"),
+            postgresql_where=text("reason = 'audit'"),
+        ),
         one_of("reason", QueueReason),
     )
 

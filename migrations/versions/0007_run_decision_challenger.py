@@ -1,5 +1,6 @@
 """A retrain run may decide `challenger`: the gate passed the candidate and the project sends
-such candidates to the `challenger` alias (to be proven live) instead of promoting them.
+such candidates to the `challenger` alias (to be proven live) instead of promoting them. And
+ix_annotation_audit: a partial index of audit annotations, which the queue counts.
 
 retrain_run's decision CHECK is replaced. On SQLite the table is rebuilt (batch mode; env.py
 turns foreign keys off meanwhile); its partial unique indexes (one queued and one running run
@@ -51,8 +52,18 @@ def _replace_check(allowed: tuple[str, ...]) -> None:
 
 def upgrade():
     _replace_check(DECISIONS)
+    where = sa.text("reason = 'audit'")
+    op.create_index(
+        "ix_annotation_audit",
+        "annotation",
+        ["project_id"],
+        unique=False,
+        sqlite_where=where,
+        postgresql_where=where,
+    )
 
 
 def downgrade():
+    op.drop_index("ix_annotation_audit", table_name="annotation")
     op.execute("UPDATE retrain_run SET decision = 'rejected' WHERE decision = 'challenger'")
     _replace_check(OLD_DECISIONS)
