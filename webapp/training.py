@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
-from labeling import artifacts, evaluation, sampling, split, training
+from labeling import artifacts, evaluation, review, sampling, split, training
 
 from . import jobs, registry
 from .enums import ModelAction, ModelStatus, RunStatus, TaskStatus, Trigger
@@ -581,7 +581,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     progress("evaluating")
     champion = champion_version(project_id)
     champion_no = champion.version if champion is not None else None
-    decision, candidate_metrics, champion_metrics = _judge(
+    decision, candidate_metrics, champion_metrics, paired = _judge(
         template,
         model,
         champion,
@@ -589,6 +589,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         (X_held, y_held, held_at),
         label_set,
         gate_config,
+        ids=(ids[train], ids[heldout]),
     )
     baseline = evaluation.majority_baseline(list(y_train), list(y_held), label_set)
     artifact = artifacts.dumps(model)
@@ -633,6 +634,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
             "champion": champion_metrics,
             "baseline": baseline,
             "champion_version": champion_no,
+            "items": paired,  # the per-item predictions of the decision (labeling.review)
         }
         run.status = "succeeded"
         run.finished_at = now
@@ -644,8 +646,10 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     _write_retrying(record_outcome)
 
 
-def _judge(template, model, champion, train, held, label_set: list[str], config):
-    """The gate's decision and both models' metrics, on the items the decision is made on.
+def _judge(template, model, champion, train, held, label_set: list[str], config, ids):
+    """The gate's decision, both models' metrics and their per-item predictions (packed by
+    `labeling.review.pack_paired`; `ids` are the training and held-out items' ids), on the
+    items the decision is made on.
 
     - No champion and too few held-out items: the first model is judged by cross-validation
       over its training labels (each predicted by a model that did not train on it) against
@@ -667,7 +671,8 @@ def _judge(template, model, champion, train, held, label_set: list[str], config)
             decision = evaluation.decide_first_by_cv(list(y_train), cv_pred, label_set, config)
             metrics = evaluation.evaluate(list(y_train), cv_pred, label_set, proba=cv_proba)
             metrics.update(judged_by="cross_validation", judged_n=len(cv_pred))
-            return decision, metrics, None
+            paired = review.pack_paired(ids[0], y_train, cv_pred, None, label_set)
+            return decision, metrics, None, paired
     judged_by, use = "heldout", np.ones(len(y_held), dtype=bool)
     if champion is not None and champion.promoted_at is not None:
         fresh = np.array([t is not None and t > champion.promoted_at for t in held_at], bool)
@@ -685,7 +690,8 @@ def _judge(template, model, champion, train, held, label_set: list[str], config)
     if champion is not None:
         champion_metrics = evaluation.evaluate(y_use, champ_pred, label_set, proba=champ_proba)
         champion_metrics.update(judged_by=judged_by, judged_n=len(y_use))
-    return decision, metrics, champion_metrics
+    paired = review.pack_paired(ids[1][use], y_use, cand_pred, champ_pred, label_set)
+    return decision, metrics, champion_metrics, paired
 
 
 def _predict(model, X, n: int, label_set: list[str]):
