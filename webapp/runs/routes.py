@@ -1,7 +1,7 @@
 """Views: a project's retrain runs, starting one, and one run's verdict as it happens with the
 review of its decision (the candidate beside the champion it was judged against); its model
-versions, one version's metrics, lineage and history, and the registry's changes (promote,
-reject, make challenger, roll back) for engineers."""
+versions with the learning curve, one version's metrics, lineage and history, and the
+registry's changes (promote, reject, make challenger, roll back) for engineers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..monitor.routes import project_or_404
 from ..training import NotTrainable, check_trainable, trigger_retrain
-from . import bp, review
+from . import bp, curve, review
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 RUN_LIMIT = 100
@@ -170,6 +170,7 @@ def models(slug: str):
         .order_by(ModelVersion.version.desc())
         .limit(VERSION_LIMIT)
     ).all()
+    learning = curve.learning_curve(project)
     return render_template(
         "runs/models.html",
         project=project,
@@ -180,6 +181,8 @@ def models(slug: str):
         numbers=_numbers(project),
         limit=VERSION_LIMIT,
         max_reason=registry.MAX_REASON,
+        curve=learning,
+        plot=curve.plot(learning),
     )
 
 
