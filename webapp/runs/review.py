@@ -57,7 +57,7 @@ def summary(metrics: dict | None) -> dict | None:
 def class_rule(reasons: list[dict] | None) -> dict | None:
     """The numbers of the gate's class rule (`no_class_regression`), if it recorded any."""
     for reason in reasons or []:
-        if reason.get("rule") == "no_class_regression":
+        if isinstance(reason, dict) and reason.get("rule") == "no_class_regression":
             return reason.get("numbers") or None
     return None
 
@@ -113,7 +113,8 @@ def of_run(project: Project, run: RetrainRun | None, version: ModelVersion | Non
         "run_id": run.id if run is not None else None,
         "decision": run.decision if run is not None else None,
         "judged_by": (candidate or {}).get("judged_by"),
-        "judged_n": (candidate or {}).get("judged_n"),
+        # Runs recorded before `judged_n` were judged on all their metrics' items.
+        "judged_n": (candidate or {}).get("judged_n", (candidate or {}).get("n")),
         "champion_version": metrics.get("champion_version"),
         "candidate": summary(candidate),
         "champion": summary(champion),
@@ -126,7 +127,7 @@ def of_run(project: Project, run: RetrainRun | None, version: ModelVersion | Non
         "fixed": sorted_out["fixed"],
         "broken": sorted_out["broken"],
         "changes": changes_since(project, run) if candidate else None,
-        "gate": list(run.reasons or []) if run is not None else [],
+        "gate": [r for r in run.reasons or [] if isinstance(r, dict)] if run is not None else [],
     }
 
 
