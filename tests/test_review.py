@@ -1,16 +1,20 @@
-"""A retrain stores the per-item predictions its decision was made on, which the review reads."""
+"""A retrain stores the per-item predictions its decision was made on, which the review reads;
+the learning curve measures each model once per held-out snapshot."""
 
 from __future__ import annotations
 
 import json
 import zlib
 
+from sqlalchemy import select
+
 from labeling import evaluation, review
 from labeling import training as models
-from tests.factories import REVIEW_SETTINGS, make_project, make_reviewed_candidate
+from tests.factories import REVIEW_SETTINGS, label_all, make_project, make_reviewed_candidate
 from webapp import training
 from webapp.extensions import db
 from webapp.models import Item
+from webapp.runs import curve
 
 
 def test_a_retrain_stores_both_models_predictions_on_the_items_it_was_judged_on(app):
@@ -45,3 +49,19 @@ def test_a_retrain_stores_both_models_predictions_on_the_items_it_was_judged_on(
     # Compact: labels are indices into one list.
     assert second.metrics["items"]["labels"] == project.labels
     assert set(second.metrics["items"]["truth"]) <= {0, 1, 2}
+
+
+def test_the_learning_curve_loads_each_model_once_per_heldout_snapshot(app, monkeypatch):
+    project = make_project(settings=REVIEW_SETTINGS)
+    make_reviewed_candidate(project)
+    loads = []
+    load = curve.load_model
+    monkeypatch.setattr(curve, "load_model", lambda v: loads.append(v.version) or load(v))
+    first = curve.learning_curve(project)
+    assert sorted(loads) == [1, 2]
+    assert curve.learning_curve(project) == first and sorted(loads) == [1, 2]
+    # A new audit is a new held-out snapshot: each version is measured on it once.
+    unlabeled = db.session.scalar(select(Item.id).where(Item.label.is_(None)).limit(1))
+    label_all(project, [unlabeled], lane="audit")
+    assert [p["n"] for p in curve.learning_curve(project)["points"]] == [16, 16]
+    assert sorted(loads) == [1, 1, 2, 2]

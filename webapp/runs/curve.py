@@ -99,6 +99,35 @@ def _measured_point(version: ModelVersion, X, y: list[str], labels: list[str], m
     }
 
 
+def _measure(project: Project, versions, keys: dict, held_ids, held_labels) -> dict[int, dict]:
+    """Version id -> its point on the held-out set, from the cache or measured now."""
+    metric, labels = project.gate_config.metric, list(project.labels)
+    measured: dict[int, dict] = {}
+    with _cache_lock:
+        for v in versions:
+            if keys[v.id] in _cache:
+                _cache.move_to_end(keys[v.id])
+                measured[v.id] = _cache[keys[v.id]]
+    missing = [v for v in versions if v.id not in measured]
+    if not missing:
+        return measured
+    try:
+        X = _inputs(project, held_ids)
+    except ValueError:
+        # A held-out row no model can read (a non-numeric feature): the retrain fails on it
+        # too, and says why; here every point falls back to the stored metrics.
+        log.warning("learning curve: the held-out items cannot be read", exc_info=True)
+        return measured
+    for v in missing:
+        measured[v.id] = _measured_point(v, X, held_labels, labels, metric)
+    with _cache_lock:
+        for v in missing:
+            _cache[keys[v.id]] = measured[v.id]
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return measured
+
+
 def learning_curve(project: Project) -> dict:
     """The project's learning curve, oldest version first.
 
@@ -131,23 +160,7 @@ def learning_curve(project: Project) -> dict:
         v.id: (where, project.id, v.id, v.created_at, digest, metric, tuple(labels))
         for v in versions
     }
-    measured: dict[int, dict] = {}
-    if digest is not None:
-        with _cache_lock:
-            for v in versions:
-                if keys[v.id] in _cache:
-                    _cache.move_to_end(keys[v.id])
-                    measured[v.id] = _cache[keys[v.id]]
-        missing = [v for v in versions if v.id not in measured]
-        if missing:
-            X = _inputs(project, held_ids)
-            for v in missing:
-                measured[v.id] = _measured_point(v, X, held_labels, labels, metric)
-            with _cache_lock:
-                for v in missing:
-                    _cache[keys[v.id]] = measured[v.id]
-                while len(_cache) > _CACHE_SIZE:
-                    _cache.popitem(last=False)
+    measured = _measure(project, versions, keys, held_ids, held_labels) if digest else {}
     points = []
     for v in versions:
         point = measured.get(v.id) or _stored_point(v, metric)
