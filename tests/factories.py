@@ -200,3 +200,76 @@ def make_version(project: Project, version: int, status: str = "candidate", arti
     db.session.add(row)
     db.session.commit()
     return row
+
+
+# For `make_reviewed_candidate`: imported labels all train, no automatic retrain, and a gate
+# that judges on 5 audits and 5 items per class.
+REVIEW_SETTINGS = {
+    "heldout_share": 0.0,
+    "retrain_every": 0,
+    "gate": {"min_heldout": 5, "min_class_support": 5},
+}
+
+
+def make_reviewed_candidate(project: Project):
+    """A champion v1 and a candidate v2 whose review is known by construction; returns a
+    namespace of the runs, versions and item ids.
+
+    v1 trains on 60 imported labels where the 20 tech texts are labeled `sport`, so it calls
+    tech `sport`. Then 15 audits are labeled (5 per class, true labels: the held-out set), and
+    the training labels change: the tech texts are corrected to `tech`, the politics texts
+    to `sport`, 3 sport and 3 tech texts are added, and 2 sport texts are excluded. v2 trains
+    on that: on the audits it FIXES the tech ones (v1 said sport) and BREAKS the politics ones
+    (v1 got them, v2 says sport), which fails the class rule; the sport ones both get right.
+    The project needs `REVIEW_SETTINGS`.
+    """
+    from types import SimpleNamespace
+
+    from webapp import pool, training
+    from webapp.models import Item, ModelVersion, RetrainRun
+    from webapp.pool import exclusion
+
+    ids = make_items(project, 150)
+    by_class = {label: ids[i :: len(TEXT_LABELS)] for i, label in enumerate(TEXT_LABELS)}
+    train = {label: rows[:20] for label, rows in by_class.items()}
+    wrong = {"sport": "sport", "politics": "politics", "tech": "sport"}
+    pairs = [(i, wrong[label]) for label, rows in train.items() for i in rows]
+    pool.label_unlabeled(project, pairs, "import:first.csv")
+    first = queue_retrain(project)
+    training.run_retrain(first.id)
+    db.session.expire_all()
+
+    audits = {label: rows[20:25] for label, rows in by_class.items()}
+    label_all(project, [i for rows in audits.values() for i in rows], lane="audit")
+
+    fixer = "user:fixer"
+    for label, new in (("tech", "tech"), ("politics", "sport")):
+        for item_id in train[label]:
+            pool.annotate(project, db.session.get(Item, item_id), fixer, new)
+    added = by_class["sport"][25:28] + by_class["tech"][25:28]
+    pool.label_unlabeled(
+        project,
+        [(i, true_label(project, db.session.get(Item, i))) for i in added],
+        "import:more.csv",
+    )
+    removed = train["sport"][:2]
+    for item_id in removed:
+        exclusion.exclude(db.session.get(Item, item_id), "user:fixer", "duplicate text")
+    db.session.commit()
+    second = queue_retrain(project)
+    training.run_retrain(second.id)
+    db.session.expire_all()
+    runs = [db.session.get(RetrainRun, run.id) for run in (first, second)]
+    versions = [db.session.get(ModelVersion, run.model_version_id) for run in runs]
+    return SimpleNamespace(
+        project=project,
+        runs=runs,
+        versions=versions,
+        audits=audits,
+        fixed=sorted(audits["tech"]),
+        broken=sorted(audits["politics"]),
+        corrected=sorted(train["tech"] + train["politics"]),
+        relabeled_tech=sorted(train["tech"]),
+        added=sorted(added),
+        removed=sorted(removed),
+    )

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from tests.factories import TEXT_LABELS, label_all, make_items, make_project, queue_retrain
 from webapp import registry, serving, training
 from webapp.extensions import db
-from webapp.models import ModelEvent, ModelVersion, RetrainRun
+from webapp.models import Item, ModelEvent, ModelVersion, RetrainRun
 
 
 def _statuses(project) -> dict[int, str]:
@@ -104,3 +104,19 @@ def test_the_same_snapshot_and_seed_reproduce_the_same_model_and_metrics(app, ru
     p1 = training.load_model(v1).predict_proba(texts)
     p3 = training.load_model(v3).predict_proba(texts)
     assert (p1 == p3).all()
+
+
+def test_a_decision_leaves_out_the_audits_the_champion_won_on(app, run_jobs):
+    project = make_project(settings={"retrain_every": 0, "gate": {"min_heldout": 10}})
+    run = _better_candidate(project, run_jobs)  # v2 won on the 90 audits (v1 was cross-validated)
+    assert run.metrics["candidate"]["judged_by"] == "heldout_unseen"
+    won_on = set(run.metrics["items"]["ids"])
+    assert len(won_on) >= 90
+    unlabeled = db.session.scalars(
+        select(Item.id).where(Item.project_id == project.id, Item.label.is_(None)).order_by(Item.id)
+    ).all()
+    label_all(project, unlabeled[:20], lane="audit")
+    nxt = _retrain(project, run_jobs)
+    judged = set(nxt.metrics["items"]["ids"])
+    assert nxt.metrics["candidate"]["judged_by"] == "heldout_unseen"
+    assert judged == set(unlabeled[:20]) and not judged & won_on

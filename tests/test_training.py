@@ -155,7 +155,7 @@ def test_a_better_candidate_on_fresh_audits_is_promoted_and_the_learner_rescores
     db.session.expire_all()
     run = db.session.get(RetrainRun, run.id)
     assert run.decision == "promoted", run.reasons
-    assert run.metrics["candidate"]["judged_by"] == "heldout_since_promotion"
+    assert run.metrics["candidate"]["judged_by"] == "heldout_unseen"
     versions = {
         v.version: v.status
         for v in db.session.scalars(

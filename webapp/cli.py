@@ -414,6 +414,7 @@ def _report_run(run: RetrainRun) -> None:
         judged = {
             "cross_validation": "cross-validated",
             "heldout_since_promotion": "held-out (labeled since the champion's promotion)",
+            "heldout_unseen": "held-out (audits the champion was not judged on)",
         }.get(candidate.get("judged_by"), "held-out")
         n = candidate.get("judged_n", run.heldout_size)
         click.echo(

@@ -27,6 +27,15 @@ class Decision(StrEnum):
     CHALLENGER = "challenger"  # passed, and the project sends passing candidates to challenger
 
 
+class JudgedBy(StrEnum):
+    """Which items a retrain's gate decision was made on (`judged_by` in its metrics)."""
+
+    CROSS_VALIDATION = "cross_validation"  # a first model, before any held-out audit
+    HELDOUT = "heldout"  # every held-out audit
+    HELDOUT_UNSEEN = "heldout_unseen"  # the audits the champion was not judged on
+    HELDOUT_SINCE_PROMOTION = "heldout_since_promotion"  # older runs: labeled since promotion
+
+
 class PromoteTo(StrEnum):
     """Where a candidate that passes the gate goes (the `promote_to` setting)."""
 

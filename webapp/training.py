@@ -20,10 +20,19 @@ from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
-from labeling import artifacts, evaluation, sampling, split, training
+from labeling import artifacts, evaluation, review, sampling, split, training
 
 from . import jobs, registry
-from .enums import Decision, ModelAction, ModelStatus, PromoteTo, RunStatus, TaskStatus, Trigger
+from .enums import (
+    Decision,
+    JudgedBy,
+    ModelAction,
+    ModelStatus,
+    PromoteTo,
+    RunStatus,
+    TaskStatus,
+    Trigger,
+)
 from .extensions import db
 from .models import (
     DEFAULT_SETTINGS,
@@ -582,7 +591,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     progress("evaluating")
     champion = champion_version(project_id)
     champion_no = champion.version if champion is not None else None
-    decision, candidate_metrics, champion_metrics = _judge(
+    decision, candidate_metrics, champion_metrics, paired = _judge(
         template,
         model,
         champion,
@@ -590,6 +599,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         (X_held, y_held, held_at),
         label_set,
         gate_config,
+        ids=(ids[train], ids[heldout]),
     )
     baseline = evaluation.majority_baseline(list(y_train), list(y_held), label_set)
     artifact = artifacts.dumps(model)
@@ -639,6 +649,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
             "champion": champion_metrics,
             "baseline": baseline,
             "champion_version": champion_no,
+            "items": paired,  # the per-item predictions of the decision (labeling.review)
         }
         run.status = "succeeded"
         run.finished_at = now
@@ -678,15 +689,18 @@ def _routing_reason(outcome: Decision, champion_no: int | None) -> list[dict]:
     ]
 
 
-def _judge(template, model, champion, train, held, label_set: list[str], config):
-    """The gate's decision and both models' metrics, on the items the decision is made on.
+def _judge(template, model, champion, train, held, label_set: list[str], config, ids):
+    """The gate's decision, both models' metrics and their per-item predictions (packed by
+    `labeling.review.pack_paired`; `ids` are the training and held-out items' ids), on the
+    items the decision is made on.
 
     - No champion and too few held-out items: the first model is judged by cross-validation
       over its training labels (each predicted by a model that did not train on it) against
       always predicting the majority label. The metrics say so (`judged_by`).
     - Otherwise on held-out items, paired: the candidate and the champion predict the same
-      items. When enough held-out items were labeled since the champion's promotion, only
-      those count: the champion never won on them, so reusing the set cannot favour it.
+      items. When at least `min_heldout` of them are items the champion was not judged on
+      (`_unseen_by`), only those count: a champion reads better than it is on the items it
+      won on (`bench.gate_simulation --reuse`), so reusing them would favour it.
     """
     X_train, y_train = train
     X_held, y_held, held_at = held
@@ -700,13 +714,16 @@ def _judge(template, model, champion, train, held, label_set: list[str], config)
         else:
             decision = evaluation.decide_first_by_cv(list(y_train), cv_pred, label_set, config)
             metrics = evaluation.evaluate(list(y_train), cv_pred, label_set, proba=cv_proba)
-            metrics.update(judged_by="cross_validation", judged_n=len(cv_pred))
-            return decision, metrics, None
-    judged_by, use = "heldout", np.ones(len(y_held), dtype=bool)
-    if champion is not None and champion.promoted_at is not None:
-        fresh = np.array([t is not None and t > champion.promoted_at for t in held_at], bool)
-        if fresh.sum() >= config.min_heldout:
-            judged_by, use = "heldout_since_promotion", fresh
+            metrics.update(judged_by=JudgedBy.CROSS_VALIDATION, judged_n=len(cv_pred))
+            paired = review.pack_paired(ids[0], y_train, cv_pred, None, label_set)
+            return decision, metrics, None, paired
+    judged_by, use = JudgedBy.HELDOUT, np.ones(len(y_held), dtype=bool)
+    if champion is not None:
+        judged_by, fresh = _unseen_by(champion, ids[1], held_at)
+        if fresh is None or not fresh.any() or fresh.sum() < min(config.min_heldout, len(fresh)):
+            judged_by = JudgedBy.HELDOUT  # too few fresh items: all of them (reused included)
+        else:
+            use = fresh
     X_use, y_use = _take(X_held, use), list(y_held[use])
     cand_pred, cand_proba = _predict(model, X_use, len(y_use), label_set)
     champ_pred = champ_proba = None
@@ -719,7 +736,29 @@ def _judge(template, model, champion, train, held, label_set: list[str], config)
     if champion is not None:
         champion_metrics = evaluation.evaluate(y_use, champ_pred, label_set, proba=champ_proba)
         champion_metrics.update(judged_by=judged_by, judged_n=len(y_use))
-    return decision, metrics, champion_metrics
+    paired = review.pack_paired(ids[1][use], y_use, cand_pred, champ_pred, label_set)
+    return decision, metrics, champion_metrics, paired
+
+
+def _unseen_by(champion: ModelVersion, held_ids, held_at) -> tuple[str, np.ndarray | None]:
+    """Which held-out items the champion was not judged on, and how that was known.
+
+    The champion's own run stored the items its decision was made on: none of the audits for a
+    champion judged by cross-validation, so all of them are fresh for it. A champion whose run
+    stored no items (older runs) falls back to the audits labeled since its promotion.
+    """
+    run = db.session.get(RetrainRun, champion.run_id) if champion.run_id else None
+    metrics = (run.metrics or {}) if run is not None else {}
+    items = metrics.get("items") if isinstance(metrics.get("items"), dict) else None
+    judged = (metrics.get("candidate") or {}).get("judged_by")
+    if items is not None and isinstance(items.get("ids"), list):
+        seen = set() if judged == JudgedBy.CROSS_VALIDATION else {int(i) for i in items["ids"]}
+        fresh = np.array([int(i) not in seen for i in held_ids], dtype=bool)
+        return JudgedBy.HELDOUT_UNSEEN, fresh
+    if champion.promoted_at is None:
+        return JudgedBy.HELDOUT, None
+    fresh = np.array([t is not None and t > champion.promoted_at for t in held_at], dtype=bool)
+    return JudgedBy.HELDOUT_SINCE_PROMOTION, fresh
 
 
 def _predict(model, X, n: int, label_set: list[str]):

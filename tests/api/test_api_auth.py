@@ -34,6 +34,8 @@ ENDPOINTS = [
     ("GET", "/projects/news/runs/{run}", "admin"),
     ("GET", "/projects/news/models", "admin"),
     ("GET", "/projects/news/models/1", "admin"),
+    ("GET", "/projects/news/models/1/review", "admin"),
+    ("GET", "/projects/news/models/learning-curve", "admin"),
     ("POST", "/projects/news/models/1/promote", "admin"),
     ("POST", "/projects/news/models/1/reject", "admin"),
     ("POST", "/projects/news/models/1/challenger", "admin"),

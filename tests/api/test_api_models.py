@@ -83,7 +83,7 @@ def test_a_retrain_promotes_and_then_serves_predictions(api, project, run_jobs):
     assert tied["metrics"]["champion_version"] == 1 and tied["decision"] == "rejected"
     (gain,) = [r for r in tied["reasons"] if r["rule"] == "observed_gain"]
     assert not gain["passed"] and "a tie is not an improvement" in gain["detail"]
-    assert tied["metrics"]["candidate"]["judged_by"] == "heldout_since_promotion"
+    assert tied["metrics"]["candidate"]["judged_by"] == "heldout_unseen"
 
 
 def test_a_retrain_that_cannot_train_reads_failed_with_its_error(api, project, run_jobs):

@@ -144,6 +144,7 @@ OPS = [
         member_engineer,
         effect=lambda c: not excluded(c["excluded"]),
     ),
+    Op("annotate.show_item", "GET", lambda c: f"/projects/news/items/{c['item']}", member_run_role),
     Op("runs.index", "GET", lambda c: "/projects/news/runs", member_run_role),
     Op("runs.show", "GET", lambda c: f"/projects/news/runs/{c['run']}", member_run_role),
     Op(

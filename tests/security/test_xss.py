@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.factories import make_key, make_project, make_user, queue_retrain
 from tests.web.conftest import PASSWORD
 from webapp.extensions import db
-from webapp.models import ApiKey, AuditLog
+from webapp.models import ApiKey, AuditLog, Item
 
 PAYLOAD = (
     '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -52,17 +52,20 @@ def store_payloads(client) -> dict:
     db.session.add(AuditLog(actor=PAYLOAD, action="probe", target=PAYLOAD, detail={"x": PAYLOAD}))
     db.session.commit()
     make_user("admin@example.com", PASSWORD, "admin")
-    return {"run": run.id}
+    item_id = db.session.scalar(select(Item.id).where(Item.project_id == project.id))
+    return {"run": run.id, "item": item_id}
 
 
-def pages(run_id: int) -> list[str]:
+def pages(stored: dict) -> list[str]:
     """Every page that shows stored text."""
     return [
         "/projects",
         "/projects/news",
         "/projects/news/annotate",
+        f"/projects/news/items/{stored['item']}",
         "/projects/news/runs",
-        f"/projects/news/runs/{run_id}",
+        f"/projects/news/runs/{stored['run']}",
+        "/projects/news/models",
         "/admin/users",
         "/admin/keys",
         "/admin/audit",
@@ -71,7 +74,7 @@ def pages(run_id: int) -> list[str]:
 
 def test_stored_markup_is_escaped_on_every_page(client, auth, stored):
     auth.login("admin@example.com", PASSWORD)
-    for path in pages(stored["run"]):
+    for path in pages(stored):
         response = client.get(path)
         assert response.status_code == 200, path
         assert "<script>window.__xss" not in response.text, path

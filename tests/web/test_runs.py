@@ -86,13 +86,18 @@ def test_engineer_retrains_and_sees_the_verdict(client, login, auth, hx, run_job
     assert f"Model version v{version.version} champion" in seen
     metrics = run.metrics
     side = table(page, "side-by-side")
-    assert side[0] == ["", f"Candidate v{version.version}", "Champion", "Majority baseline"]
+    assert side[0] == ["", f"Candidate v{version.version}", "Champion", "Δ", "Majority baseline"]
+    bounds = metrics["candidate"]["intervals"]["macro_f1"]
     assert side[1] == [
         "Macro-F1",
-        f"{metrics['candidate']['macro_f1']:.3f}",
+        f"{metrics['candidate']['macro_f1']:.3f} [{bounds['lo']:.3f}, {bounds['hi']:.3f}]",
         "—",
-        f"{metrics['baseline']['macro_f1']:.3f}",
+        "—",
+        f"{metrics['baseline']['macro_f1']:.3f}",  # no interval: no held-out item yet
     ]
+    # The first model was judged by cross-validation: nothing to have fixed or broken.
+    assert "Judged by cross-validation over its 150 training labels" in seen
+    assert "There was no champion to compare with, so nothing was fixed or broken." in seen
     per_class = table(page, "per-class")
     assert [row[0] for row in per_class[1:]] == project.labels
     confusion = table(page, "confusion")

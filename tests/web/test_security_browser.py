@@ -31,7 +31,7 @@ def test_a_browser_runs_no_stored_script_and_the_csp_blocks_nothing_needed(
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/projects")
-    for path in pages(stored["run"]):
+    for path in pages(stored):
         page.goto(path)
         page.wait_for_load_state("load")
         assert page.evaluate("window.__xss") is None, path

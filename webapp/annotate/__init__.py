@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("annotate", __name__)
 
-from . import exclusion, routes  # noqa: E402,F401
+from . import exclusion, item, routes  # noqa: E402,F401

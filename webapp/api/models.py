@@ -1,5 +1,6 @@
 """The model registry: every version of a project's model with its status, metrics and lineage,
-and the changes a person makes to it (promote, reject, challenger, rollback)."""
+the review of the gate decision that made it, the project's learning curve, and the changes a
+person makes to it (promote, reject, challenger, rollback)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ from flask import g
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from labeling import evaluation
+from labeling import review as paired
+
 from .. import fields as f
 from .. import registry
 from ..auth.keys import project_for_key
-from ..enums import ModelAction, ModelStatus
+from ..enums import Decision, ModelAction, ModelStatus
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import ModelEvent, Project
 from ..models import ModelVersion as ModelVersionRow
+from ..runs import curve, review
 from .common import BODY_ERRORS, DATE_TIME, Blueprint, scoped, timestamp, with_project
+from .runs import GateReason
 
 blp = Blueprint("models", __name__, description="Model versions and the registry's changes.")
 
@@ -142,6 +148,272 @@ class ModelVersionDetail(ModelVersion):
     )
 
 
+class Estimate(Schema):
+    """A metric with its 95% interval."""
+
+    value = fields.Float(required=True, allow_none=True)
+    lo = fields.Float(required=True, allow_none=True)
+    hi = fields.Float(required=True, allow_none=True)
+    method = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": (
+                "`wilson` (accuracy) or `bootstrap` (percentile, over the items); null for "
+                "metrics recorded without intervals."
+            )
+        },
+    )
+
+
+class Confusion(Schema):
+    """A confusion matrix: rows are true labels, columns predicted ones, in `labels` order."""
+
+    labels = fields.List(fields.String(), required=True)
+    matrix = fields.List(fields.List(fields.Integer()), required=True)
+
+
+class ModelSummary(Schema):
+    """One model's metrics on the items the decision was made on."""
+
+    n = fields.Integer(required=True, metadata={"description": "Items measured."})
+    accuracy = fields.Nested(Estimate, required=True, metadata={"description": "Wilson interval."})
+    macro_f1 = fields.Nested(Estimate, required=True)
+    balanced_accuracy = fields.Nested(Estimate, required=True)
+    brier = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Brier score; lower is better."}
+    )
+    ece = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Expected calibration error; lower is better."},
+    )
+    confusion = fields.Nested(Confusion, required=True, allow_none=True)
+
+
+class ClassScores(Schema):
+    """One model's scores on one class."""
+
+    precision = fields.Float(required=True)
+    recall = fields.Float(required=True)
+    f1 = fields.Float(required=True)
+    recall_lo = fields.Float(required=True, allow_none=True)
+    recall_hi = fields.Float(required=True, allow_none=True)
+
+
+class ClassDifference(Schema):
+    """Candidate minus champion on one class."""
+
+    precision = fields.Float(required=True)
+    recall = fields.Float(required=True)
+    f1 = fields.Float(required=True)
+
+
+class ClassDelta(Schema):
+    """One class: the champion's scores, the candidate's, the difference, the class rule."""
+
+    label = fields.String(required=True)
+    support = fields.Integer(required=True, metadata={"description": "Items of the class."})
+    candidate = fields.Nested(ClassScores, required=True)
+    champion = fields.Nested(ClassScores, required=True, allow_none=True)
+    delta = fields.Nested(ClassDifference, required=True, allow_none=True)
+    gate = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(paired.CLASS_VERDICTS),
+        metadata={
+            "description": (
+                "The class rule's verdict: `failed` (recall dropped by more than "
+                "`max_class_drop`, significantly), `not_significant` (dropped that much, not "
+                "significantly), `passed`, `unchecked` (too few items); null without a champion."
+            )
+        },
+    )
+    p_worse = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Exact McNemar p-value that the candidate is worse on it."},
+    )
+    flagged = fields.Boolean(required=True, metadata={"description": "The class rule failed."})
+
+
+class PairedItem(Schema):
+    """An item both models predicted."""
+
+    item_id = fields.Integer(required=True)
+    label = fields.String(required=True, metadata={"description": "Its true label."})
+    candidate = fields.String(required=True, metadata={"description": "The candidate's label."})
+    champion = fields.String(required=True, metadata={"description": "The champion's label."})
+
+
+class Agreement(Schema):
+    """How the paired items split by who got them right."""
+
+    fixed = fields.Integer(required=True)
+    broken = fields.Integer(required=True)
+    both_right = fields.Integer(required=True)
+    both_wrong = fields.Integer(required=True)
+
+
+class LabeledItem(Schema):
+    """An item of a training snapshot."""
+
+    item_id = fields.Integer(required=True)
+    label = fields.String(required=True)
+
+
+class CorrectedItem(Schema):
+    """An item whose training label changed."""
+
+    item_id = fields.Integer(required=True)
+    old = fields.String(required=True, metadata={"description": "In the champion's snapshot."})
+    new = fields.String(required=True, metadata={"description": "In the candidate's snapshot."})
+
+
+class SnapshotChanges(Schema):
+    """The candidate's training labels against those of the champion it was judged against."""
+
+    against = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "That champion's version."}
+    )
+    why = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Why there is nothing to compare (then the counts are null)."},
+    )
+    added = fields.Integer(required=True, allow_none=True)
+    corrected = fields.Integer(required=True, allow_none=True)
+    removed = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "Items no longer trained on."}
+    )
+    added_items = fields.List(fields.Nested(LabeledItem), required=True)
+    corrected_items = fields.List(fields.Nested(CorrectedItem), required=True)
+    removed_items = fields.List(fields.Nested(LabeledItem), required=True)
+
+
+class ModelReview(Schema):
+    """The gate's decision on a version, beside the champion it was judged against."""
+
+    version = fields.Integer(required=True)
+    run_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The retrain that made it; null (and all else empty) if none."},
+    )
+    decision = f.enum(Decision, required=True, allow_none=True)
+    judged_by = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(review.JUDGED_BY),
+        metadata={
+            "description": (
+                "`cross_validation` (a first model before any held-out audit), `heldout` (all "
+                "held-out audits), `heldout_unseen` (the audits the champion was not judged on) "
+                "or `heldout_since_promotion` (older runs: the audits labeled since the "
+                "champion's promotion)."
+            )
+        },
+    )
+    judged_n = fields.Integer(required=True, allow_none=True)
+    champion_version = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The champion it was judged against (null for a first model)."},
+    )
+    candidate = fields.Nested(ModelSummary, required=True, allow_none=True)
+    champion = fields.Nested(ModelSummary, required=True, allow_none=True)
+    baseline = fields.Nested(
+        ModelSummary,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Always predicting the majority training label."},
+    )
+    class_deltas = fields.List(fields.Nested(ClassDelta), required=True)
+    paired_items = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Items with stored predictions (null for runs before they were kept)."
+        },
+    )
+    agreement = fields.Nested(
+        Agreement,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Null without a champion or stored predictions."},
+    )
+    fixed = fields.List(
+        fields.Nested(PairedItem),
+        required=True,
+        metadata={"description": "Every item the champion got wrong and the candidate right."},
+    )
+    broken = fields.List(
+        fields.Nested(PairedItem),
+        required=True,
+        metadata={"description": "Every item the champion got right and the candidate wrong."},
+    )
+    changes = fields.Nested(
+        SnapshotChanges,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": (
+                f"Labels added, corrected and removed (the first {review.CHANGE_LIMIT} of each "
+                "by item id; the counts are complete)."
+            )
+        },
+    )
+    gate = fields.List(
+        fields.Nested(GateReason),
+        required=True,
+        metadata={"description": "The gate's rules, passed or failed, with their numbers."},
+    )
+
+
+class CurvePoint(Schema):
+    """One version on the learning curve."""
+
+    version = fields.Integer(required=True)
+    status = f.enum(ModelStatus, required=True)
+    promoted = fields.Boolean(
+        required=True, metadata={"description": "It was the champion at some time."}
+    )
+    train_size = fields.Integer(required=True, metadata={"description": "Labels it trained on."})
+    value = fields.Float(required=True, allow_none=True)
+    lo = fields.Float(required=True, allow_none=True)
+    hi = fields.Float(required=True, allow_none=True)
+    n = fields.Integer(required=True, allow_none=True, metadata={"description": "Items measured."})
+    source = fields.String(
+        required=True,
+        validate=validate.OneOf(curve.SOURCES),
+        metadata={
+            "description": (
+                "`current_heldout`: measured now on the current held-out set (the points "
+                "compare); `stored`: as recorded when it was judged (no held-out set yet, or "
+                "its model could not be loaded)."
+            )
+        },
+    )
+    judged_by = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "How a `stored` value was measured (see `judged_by`)."},
+    )
+
+
+class LearningCurve(Schema):
+    """The gate's metric of every version, with its 95% interval, against its training labels."""
+
+    metric = fields.String(required=True, validate=validate.OneOf(evaluation.METRIC_NAMES))
+    heldout_size = fields.Integer(required=True)
+    heldout_digest = fields.String(required=True, allow_none=True)
+    versions = fields.Integer(required=True, metadata={"description": "Versions in the project."})
+    limit = fields.Integer(required=True, metadata={"description": "The latest shown."})
+    points = fields.List(
+        fields.Nested(CurvePoint), required=True, metadata={"description": "Oldest first."}
+    )
+
+
 class ChangeRequest(Schema):
     """Why the change is made (kept with the event)."""
 
@@ -258,6 +530,38 @@ def show_model(project: Project, version: int):
     numbers = _numbers(project)
     events = [_event_body(e, numbers) for e in registry.history(project, row)]
     return {**_version_body(row), "events": events}
+
+
+@blp.route("/projects/<slug>/models/<id32:version>/review", parameters=VERSION)
+@scoped(
+    "admin",
+    "The review of the gate's decision that made this version: its metrics beside those of the "
+    "champion it was judged against (with intervals), per-class deltas, the items it fixed and "
+    "broke, what changed in its training labels since the champion's snapshot, and the gate's "
+    "rules with their numbers. Empty (null fields) for a version no retrain made.",
+    errors=(404,),
+)
+@with_project
+@blp.response(200, ModelReview, description="The review.")
+def review_model(project: Project, version: int):
+    """Review a version's gate decision."""
+    return review.of_version(project, registry.find_version(project, version))
+
+
+@blp.route("/projects/<slug>/models/learning-curve")
+@scoped(
+    "admin",
+    f"The learning curve: the gate's metric of each of the latest {curve.CURVE_LIMIT} versions, "
+    "with its 95% interval, against the labels it trained on. Each is measured on the project's "
+    "current held-out set (no version trains on it, so the points compare); before there is "
+    "one, each version's stored metrics are given instead (`source`).",
+    errors=(404,),
+)
+@with_project
+@blp.response(200, LearningCurve, description="The curve, oldest version first.")
+def learning_curve(project: Project):
+    """The learning curve."""
+    return curve.learning_curve(project)
 
 
 @blp.route("/projects/<slug>/models/<id32:version>/promote", methods=["POST"], parameters=VERSION)

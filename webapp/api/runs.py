@@ -67,7 +67,9 @@ class Run(Schema):
         metadata={
             "description": (
                 "Held-out metrics of the `candidate`, the `champion` it was compared with "
-                "(null for the first model) and the majority `baseline`."
+                "(null for the first model) and the majority `baseline`. The items the "
+                "decision was made on, and which of them the candidate fixed and broke, are in "
+                "`GET …/models/{version}/review`."
             )
         },
     )
@@ -126,7 +128,8 @@ def show_run(slug: str, run_id: int):
         "trigger": run.trigger,
         "decision": run.decision,
         "reasons": run.reasons or [],
-        "metrics": run.metrics or {},
+        # The per-item predictions stay out: `…/models/{version}/review` reads them.
+        "metrics": {k: v for k, v in (run.metrics or {}).items() if k != "items"},
         "model_version": version,
         "error": run.error,
         "created_at": timestamp(run.created_at),

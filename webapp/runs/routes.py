@@ -1,6 +1,7 @@
-"""Views: a project's retrain runs, starting one, and one run's verdict as it happens; its model
-versions, one version's metrics, lineage and history, and the registry's changes (promote,
-reject, make challenger, roll back) for engineers."""
+"""Views: a project's retrain runs, starting one, and one run's verdict as it happens with the
+review of its decision (the candidate beside the champion it was judged against); its model
+versions with the learning curve, one version's metrics, lineage and history, and the
+registry's changes (promote, reject, make challenger, roll back) for engineers."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from ..extensions import db
 from ..models import ModelVersion, Project, RetrainRun
 from ..monitor.routes import project_or_404
 from ..training import NotTrainable, check_trainable, trigger_retrain
-from . import bp
+from . import bp, curve, review
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 RUN_LIMIT = 100
 VERSION_LIMIT = 200
+# The most fixed, broken or changed items a run page lists per kind (the API lists them all).
+REVIEW_LIST_LIMIT = 50
+# Where a registry form may send the user back to, besides the version's page.
+BACK_TO_RUN = "run"
 
 
 def _hx() -> bool:
@@ -108,13 +113,21 @@ def show(slug: str, run_id: int):
     project = project_or_404(slug)
     run = _run_or_404(project, run_id)
     version = db.session.get(ModelVersion, run.model_version_id) if run.model_version_id else None
+    final = run.status not in ACTIVE
     context = {
         "project": project,
         "run": run,
-        "final": run.status not in ACTIVE,
+        "final": final,
         "stage": _stage(run),
         "version": version,
         "duration": _duration(run),
+        "review": review.of_run(project, run, version) if final else None,
+        "list_limit": REVIEW_LIST_LIMIT,
+        # The registry's buttons for the run's version (`runs/_registry-actions.html`).
+        "champion": registry.champion(project),
+        "previous": registry.previous_champion(project),
+        "max_reason": registry.MAX_REASON,
+        "back": BACK_TO_RUN,
     }
     template = "runs/_run-status.html" if _hx() else "runs/show.html"
     return render_template(template, **context)
@@ -157,6 +170,7 @@ def models(slug: str):
         .order_by(ModelVersion.version.desc())
         .limit(VERSION_LIMIT)
     ).all()
+    learning = curve.learning_curve(project)
     return render_template(
         "runs/models.html",
         project=project,
@@ -167,6 +181,8 @@ def models(slug: str):
         numbers=_numbers(project),
         limit=VERSION_LIMIT,
         max_reason=registry.MAX_REASON,
+        curve=learning,
+        plot=curve.plot(learning),
     )
 
 
@@ -181,14 +197,17 @@ def model_version(slug: str, version: int):
         project=project,
         version=row,
         champion=registry.champion(project),
+        previous=registry.previous_champion(project),
         events=registry.history(project, row),
         numbers=_numbers(project),
         max_reason=registry.MAX_REASON,
+        back=None,
     )
 
 
 def _apply(project: Project, number: int | None, change, done: str):
-    """Run a registry change for the signed-in user; flash the outcome and show the version."""
+    """Run a registry change for the signed-in user; flash the outcome and show the version
+    (or the run that made it, when the form came from a run page)."""
     try:
         event = change()
     except (Conflict, ValidationError) as exc:
@@ -201,6 +220,10 @@ def _apply(project: Project, number: int | None, change, done: str):
         flash(done.format(v=number))
     if number is None:
         return redirect(url_for("runs.models", slug=project.slug))
+    if request.form.get("back") == BACK_TO_RUN:
+        run_id = _version_or_404(project, number).run_id
+        if run_id is not None:
+            return redirect(url_for("runs.show", slug=project.slug, run_id=run_id))
     return redirect(url_for("runs.model_version", slug=project.slug, version=number))
 
 
@@ -264,7 +287,7 @@ def rollback(slug: str):
     reason = request.form.get("reason", "")
     return _apply(
         project,
-        None,
+        target.version if target is not None else None,
         lambda: registry.rollback(project, _actor(), reason, to_version=target),
         "Rolled back: v{v} is the champion again.",
     )
