@@ -376,6 +376,75 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - lo) / (hi - lo)
 
 
+def _ranked_batch(
+    Z: Any, uncertainty: np.ndarray, pre: Any, X_labeled: Any, batch_size: int
+) -> np.ndarray:
+    """modAL's ranked batch over candidate features ``Z`` (float64, distance-ready).
+
+    The labeled rows enter as a reference set reduced to each candidate's nearest labeled row,
+    which leaves every candidate's distance to the labeled set unchanged.
+    """
+    b = min(int(batch_size), _n_rows(Z))
+    if b <= 0:
+        return np.empty(0, dtype=np.intp)
+    if _n_rows(X_labeled) > 0:
+        Z_labeled = _distance_space(_features(pre, X_labeled))
+        nearest, _ = pairwise_distances_argmin_min(Z, Z_labeled)
+        reference = Z_labeled[np.unique(nearest)]
+    else:
+        reference = None  # modAL starts from the candidate nearest all the others
+    ranked, _ = ranked_batch(
+        _Labeled(reference),
+        unlabeled=Z,
+        uncertainty_scores=uncertainty,
+        n_instances=b,
+        metric="euclidean",
+        n_jobs=None,
+    )
+    return np.asarray(ranked, dtype=np.intp)
+
+
+def diverse_batch(
+    classifier: Any,
+    X_candidates: Any,
+    scores: np.ndarray,
+    X_labeled: Any,
+    batch_size: int = 25,
+) -> np.ndarray:
+    """Rank a batch of candidates by informativeness and diversity together.
+
+    The step :func:`batch_scores` takes after choosing its candidates, for candidates chosen
+    and scored elsewhere: Corrigo's rescore job reads the head of the uncertain lane (the rows
+    of highest stored score, under any strategy, a committee's included) and re-ranks only
+    those. modAL's ranked batch sampling picks ``batch_size`` of them one at a time, each
+    maximising ``alpha * (1 - similarity to the labeled and already picked rows) +
+    (1 - alpha) * score`` (scores min-max scaled to [0, 1]), with distances in the
+    classifier's own feature space (its pipeline minus the last step). Cost: the candidates'
+    features, their distances to the labeled rows (candidates x labeled) and ``batch_size``
+    rounds over the candidates.
+
+    Args:
+        classifier: Fitted estimator (a Corrigo template pipeline); only its feature steps are
+            used.
+        X_candidates: Candidate rows in whatever form the classifier accepts.
+        scores: Informativeness of each candidate, higher meaning "label this first", on any
+            scale.
+        X_labeled: Labeled rows in the same form (may be empty).
+        batch_size: How many rows the batch holds; capped at the candidates.
+
+    Returns:
+        Distinct integer indices into ``X_candidates``, the batch in the order to label it.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != _n_rows(X_candidates):
+        raise ValueError(f"got {_n_rows(X_candidates)} candidates but {len(scores)} scores")
+    if len(scores) == 0 or int(batch_size) <= 0:
+        return np.empty(0, dtype=np.intp)
+    pre, _last = _split_model(classifier)
+    Z = _distance_space(_features(pre, X_candidates))
+    return _ranked_batch(Z, _unit(scores), pre, X_labeled, batch_size)
+
+
 def batch_scores(
     classifier: Any,
     X_pool: Any,
@@ -433,25 +502,9 @@ def batch_scores(
         rest = np.ones(n_pool, dtype=bool)
         rest[candidates] = False
         scores[rest] = BATCH_TIERS["rest"] + _unit(info[rest])
-    b = min(int(batch_size), k)
-    if b <= 0:
-        return scores
-    if _n_rows(X_labeled) > 0:
-        Z_labeled = _distance_space(_features(pre, X_labeled))
-        nearest, _ = pairwise_distances_argmin_min(Z, Z_labeled)
-        reference = Z_labeled[np.unique(nearest)]
-    else:
-        reference = None  # modAL starts from the candidate nearest all the others
-    ranked, _ = ranked_batch(
-        _Labeled(reference),
-        unlabeled=Z,
-        uncertainty_scores=_unit(info[candidates]),
-        n_instances=b,
-        metric="euclidean",
-        n_jobs=None,
-    )
-    ranked = np.asarray(ranked, dtype=np.intp)
-    scores[candidates[ranked]] = BATCH_TIERS["batch"] + (b - np.arange(len(ranked))) / b
+    ranked = _ranked_batch(Z, _unit(info[candidates]), pre, X_labeled, batch_size)
+    b = len(ranked)
+    scores[candidates[ranked]] = BATCH_TIERS["batch"] + (b - np.arange(b)) / max(b, 1)
     return scores
 
 

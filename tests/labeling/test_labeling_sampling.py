@@ -17,6 +17,7 @@ from labeling.sampling import (
     cold_start_order,
     cold_start_scores,
     committee_scores,
+    diverse_batch,
     fit_committee,
     informativeness,
     informativeness_from_proba,
@@ -301,6 +302,39 @@ def test_batch_scores_on_a_text_pipeline_avoid_copies():
     assert len(set(first)) == 4
     margin = [pool[i] for i in query(model, pool, 4)]
     assert len(set(margin)) < 4
+
+
+def test_diverse_batch_ranks_given_candidates_as_batch_scores_does():
+    pool, group, labeled, y_labeled = duplicated_pool()
+    model = fit_model("tabular-logreg", labeled, y_labeled)
+    info = informativeness(model, pool, "margin")
+    top = np.argsort(-info, kind="stable")[:150]
+    picked = top[diverse_batch(model, pool[top], info[top], labeled, batch_size=25)]
+    scores = batch_scores(model, pool, labeled, "margin", batch_size=25, top_k=150)
+    assert np.array_equal(picked, np.argsort(-scores, kind="stable")[:25])
+    # Scores on another scale (a committee's disagreement, say) rank the same once scaled.
+    again = top[diverse_batch(model, pool[top], 3 * info[top] + 7, labeled, batch_size=25)]
+    assert np.array_equal(again, picked)
+    assert len(set(group[picked].tolist())) > 10
+
+
+def test_diverse_batch_edges():
+    pool, _, labeled, y_labeled = duplicated_pool()
+    model = fit_model("tabular-logreg", labeled, y_labeled)
+    info = informativeness(model, pool[:4])
+    assert sorted(diverse_batch(model, pool[:4], info, labeled, batch_size=10).tolist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert diverse_batch(model, pool[:4], info, labeled, batch_size=0).shape == (0,)
+    assert diverse_batch(model, pool[:0], info[:0], labeled).shape == (0,)
+    assert (
+        len(diverse_batch(model, pool[:30], informativeness(model, pool[:30]), labeled[:0], 5)) == 5
+    )
+    with pytest.raises(ValueError, match="4 candidates but 3 scores"):
+        diverse_batch(model, pool[:4], info[:3], labeled)
 
 
 # ---------------------------------------------------------------------------------------------
