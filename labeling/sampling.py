@@ -248,11 +248,39 @@ def _cold_start(X: Any, n: int, seed: int, kind: str | None) -> tuple[np.ndarray
         cluster = km.fit_predict(Z)
     distance = np.linalg.norm(Z - km.cluster_centers_[cluster], axis=1)
     size = np.bincount(cluster, minlength=n)
-    # Within each cluster the row nearest its centre; then clusters largest first.
+    # Within each cluster the row nearest its centre ...
     by_cluster = np.lexsort((np.arange(n_rows), distance, cluster))
     first = by_cluster[np.r_[True, np.diff(cluster[by_cluster]) != 0]]
-    order = np.lexsort((first, distance[first], -size[cluster[first]]))
+    # ... the largest cluster's first (ties: the more central, then the earlier row) ...
+    first = first[np.lexsort((first, distance[first], -size[cluster[first]]))]
+    # ... then the one adding most coverage: a farthest-first walk weighted by cluster size.
+    order = _spread_order(Z[first], size[cluster[first]].astype(np.float64))
     return first[order].astype(np.intp), distance
+
+
+def _spread_order(P: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Order points greedily: the first, then each time the point of largest ``weight x
+    distance to the nearest point already ordered`` (ties keep the given order).
+
+    With clusters as the points and their sizes as weights, every prefix spreads over the
+    pool: ordering by size alone served a big cluster's sub-clusters one after another (eight
+    well-separated blobs of 400 to 5 rows, 25 picks: two blobs in the first eight), while
+    ordering by distance alone favoured the outskirts (digits: 7 of 10 classes in the first ten
+    picks, against 9 to 10 with the weight).
+    """
+    m = len(P)
+    order = np.empty(m, dtype=np.intp)
+    if m == 0:
+        return order
+    taken = np.zeros(m, dtype=bool)
+    order[0], taken[0] = 0, True
+    nearest = np.linalg.norm(P - P[0], axis=1)
+    for k in range(1, m):
+        gain = np.where(taken, -np.inf, weight * nearest)
+        pick = int(np.argmax(gain))
+        order[k], taken[pick] = pick, True
+        nearest = np.minimum(nearest, np.linalg.norm(P - P[pick], axis=1))
+    return order
 
 
 def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> np.ndarray:
@@ -260,7 +288,9 @@ def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> 
 
     The rows are clustered into ``n`` groups (k-means; mini-batch k-means beyond
     :data:`FULL_KMEANS_ROWS` rows) and each group contributes its row nearest the group's
-    centre. Text is embedded by TF-IDF over hashed unigrams (of each text's first
+    centre. The largest group's comes first; each next is the one farthest from those before
+    it, the distance weighted by its group's size, so that every prefix of the picks spreads
+    over the pool. Text is embedded by TF-IDF over hashed unigrams (of each text's first
     :data:`COLD_START_CHARS` characters) reduced to 50 dimensions by truncated SVD; tabular
     features are median-imputed and standardised.
 
@@ -273,7 +303,7 @@ def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> 
 
     Returns:
         Distinct integer indices into ``X``, at most ``n`` (fewer when rows coincide so that
-        some clusters are empty), the representatives of the largest clusters first.
+        some clusters are empty), in the order to label them.
     """
     return _cold_start(X, n, seed, kind)[0]
 

@@ -154,6 +154,16 @@ def test_cold_start_covers_every_cluster_where_random_picks_do_not():
     assert len(set(y[random_picks].tolist())) < k
 
 
+def test_every_prefix_of_more_picks_than_clusters_spreads_over_them():
+    X, y = blobs()
+    picks = cold_start_order(X, 25, seed=0)
+    assert len(picks) == 25 and y[picks[0]] == 0
+    # The largest blob holds half the rows and many of the 25 clusters, yet the first eight
+    # picks reach seven blobs and the first ten all eight (the smallest holds 5 of 800 rows).
+    assert len(set(y[picks[:8]].tolist())) >= 7
+    assert set(y[picks[:10]].tolist()) == set(range(len(BLOB_SIZES)))
+
+
 def test_cold_start_picks_the_most_central_row_of_each_cluster():
     X, y = blobs()
     Z = StandardScaler().fit_transform(X)  # the space the cold start clusters tabular rows in
