@@ -209,7 +209,9 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
         db.session.execute(
             update(Item)
             .where(Item.id.in_(ids[10:20]))
-            .values(score=Item.rand, scored_by=None, score_strategy=scoring.COLD_START)
+            .values(
+                score=Item.rand, scored_by=scoring.COLD_START_BY, score_strategy=scoring.COLD_START
+            )
         )
     elif setup != "cold":
         db.session.execute(update(Item).values(score=Item.rand, **_champion(project)))

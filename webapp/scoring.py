@@ -12,8 +12,10 @@ of one key against each other (`ix_item_pool_score` leads with it):
   pass then lifts a diverse batch of the lane's head above every other score of the key:
   `BATCH_FLOOR + (b - r) / b` for the r-th of b, so the scale says which items the batch holds
   and the next pass can put them back first.
-* (NULL, "cold_start"): before any model version exists, the representatives of k-means
-  clusters of the pool, the largest cluster's first, in (1, 2].
+* (0, "cold_start"): before any model version exists, the representatives of k-means clusters
+  of the pool in the order to label them, in (1, 2]. 0 is no model version's id; not NULL,
+  because PostgreSQL reads `scored_by IS NULL` as a filter but not as a constant of the
+  index's order, and sorts the lane instead of walking `ix_item_pool_score`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from labeling import artifacts, sampling, training
 from .extensions import db
 from .models import DEFAULT_SETTINGS, Item, ModelVersion, Project, RetrainRun
 
-# The score_strategy of cold-start scores (whose scored_by is NULL: no model made them).
+# The key of cold-start scores: no model made them (see the module doc).
+COLD_START_BY = 0
 COLD_START = "cold_start"
 # The cold start clusters at most this many unlabeled items, a uniform sample (the lowest
 # `rand`), so its k-means costs the same on a pool of 10 million.
@@ -239,7 +242,7 @@ def _write(project: Project, ids: Sequence[int], scores) -> None:
 def cold_start_key() -> list:
     """WHERE clauses for cold-start scores (no model made them; see the module doc)."""
     return [
-        Item.scored_by.is_(None),
+        Item.scored_by == COLD_START_BY,
         Item.score_strategy == COLD_START,
         Item.score.is_not(None),
     ]
@@ -269,10 +272,10 @@ def cold_start(project: Project) -> int:
         .where(
             item.c.project_id == project.id,
             item.c.label.is_(None),
-            item.c.scored_by.is_(None),
+            item.c.scored_by == COLD_START_BY,
             item.c.score_strategy == COLD_START,
         )
-        .values(score=None, score_strategy=None)
+        .values(score=None, scored_by=None, score_strategy=None)
     )
     rows = db.session.execute(
         select(item.c.id, payload(project))
@@ -289,7 +292,7 @@ def cold_start(project: Project) -> int:
     db.session.execute(
         update(item)
         .where(item.c.id == bindparam("item_id"), item.c.label.is_(None))
-        .values(score=bindparam("new_score"), scored_by=None, score_strategy=COLD_START),
+        .values(score=bindparam("new_score"), scored_by=COLD_START_BY, score_strategy=COLD_START),
         [{"item_id": rows[i][0], "new_score": 1.0 + (m - r) / m} for r, i in enumerate(picks)],
     )
     return m
