@@ -549,6 +549,7 @@ def fit_committee(
     n_members: int = 5,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    max_rows: int | None = None,
 ) -> list[Pipeline]:
     """Fit a committee of one template on bootstrap resamples of the labeled rows.
 
@@ -558,6 +559,10 @@ def fit_committee(
     (``labeling.training.select_params``) unless ``params`` gives them (a champion's
     ``chosen_params_``): cross-validating on a bootstrap would rank C on copies of its own rows.
 
+    With ``max_rows``, a member draws about that many rows in all (each label its share, at
+    least one row), so the committee's cost stops growing with the labeled set: on BBC News
+    with C=1000, five members took 2.7 s on 500 rows and 11 s on 1,000.
+
     Args:
         template: A key of ``labeling.training.TEMPLATES``.
         X: Model input as returned by ``labeling.training.to_matrix``.
@@ -565,6 +570,7 @@ def fit_committee(
         n_members: Committee size.
         seed: Seeds the resamples; the same seed gives the same committee.
         params: Hyper-parameters for every member, as ``fit_model`` takes them.
+        max_rows: The most rows a member is fitted on (about; None: as many as ``X`` has).
 
     Returns:
         List of ``n_members`` fitted pipelines.
@@ -578,9 +584,12 @@ def fit_committee(
         params = select_params(template, X, y_arr, seed=seed)
     rng = np.random.default_rng(seed)
     by_label = [np.flatnonzero(y_arr == label) for label in np.unique(y_arr)]
+    share = 1.0 if max_rows is None else min(1.0, int(max_rows) / len(y_arr))
+    sizes = [max(1, round(len(r) * share)) for r in by_label]
     members = []
     for _ in range(int(n_members)):
-        rows = np.sort(np.concatenate([rng.choice(r, size=len(r), replace=True) for r in by_label]))
+        draws = [rng.choice(r, size=k, replace=True) for r, k in zip(by_label, sizes, strict=True)]
+        rows = np.sort(np.concatenate(draws))
         members.append(fit_model(template, _take(X, rows), y_arr[rows], params=params, seed=seed))
     return members
 

@@ -439,6 +439,20 @@ def test_fit_committee_on_texts_shares_one_chosen_c():
     assert {m.named_steps["clf"].C for m in given} == {3.0}
 
 
+def test_fit_committee_members_can_be_capped_in_rows():
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    labels[0] = "rare"
+    members = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0, max_rows=30)
+    for member in members:
+        assert set(member.classes_) == {"rare", "setosa", "versicolor", "virginica"}
+        assert member.named_steps["scale"].n_samples_seen_ <= 31  # 10 a label, and one "rare"
+    whole = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0)
+    bigger = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0, max_rows=1000)
+    for a, b in zip(whole, bigger, strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
 def test_fit_committee_refuses_one_label():
     with pytest.raises(ValueError, match="two labels"):
         fit_committee("tabular-logreg", np.zeros((4, 2)), ["a"] * 4)
