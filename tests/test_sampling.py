@@ -295,6 +295,7 @@ def _disagreement(project, strategy: str, items: list[Item]) -> np.ndarray:
         n_members=scoring.COMMITTEE_SIZE,
         seed=scoring.COMMITTEE_SEED,
         params=version.params["chosen"],
+        max_rows=scoring.COMMITTEE_MAX_ROWS,
     )
     texts = [i.data["text"] for i in items]
     return sampling.committee_scores(members, texts, list(project.labels), strategy)
