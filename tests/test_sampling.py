@@ -303,7 +303,8 @@ def _disagreement(project, strategy: str, items: list[Item]) -> np.ndarray:
 
 @pytest.mark.parametrize("strategy", sampling.COMMITTEE_STRATEGIES)
 def test_a_committee_strategy_scores_the_pool_and_orders_the_lane(app, run_jobs, strategy):
-    project = make_project(settings={"retrain_every": 0, "audit_share": 0.0})
+    settings_ = {"retrain_every": 0, "audit_share": 0.0, "batch_diversity": False}
+    project = make_project(settings=settings_)
     make_champion(project, n_labeled=90, n_pool=0)
     # Items that mix two classes' words, on which bootstrap members come to differ.
     mixed = [

@@ -241,7 +241,10 @@ def _entropy_head(project) -> int:
 def test_after_a_strategy_change_the_lane_heads_the_least_certain_item(app, run_jobs):
     """Reproduces the bug: margin scores in [-1, 0] stayed, a new prediction was scored by
     entropy in [0, log k], and an item the model was ~96% sure of jumped the lane."""
-    project = make_project(settings={"audit_share": 0.0, "retrain_every": 0})
+    # Plain scores (no diverse batch on top): the lane's head is the least certain item.
+    project = make_project(
+        settings={"audit_share": 0.0, "retrain_every": 0, "batch_diversity": False}
+    )
     make_champion(project, n_labeled=150, n_pool=0)
     # Unlabeled items the model is unsure of: texts that mix two classes' words.
     mixed = [
