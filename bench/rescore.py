@@ -10,7 +10,7 @@ measured). Then, pass by pass:
      configured chunk, RESCORE_CHUNK = 2,000): load the champion, read the items not scored
      under the current key chunk by chunk, score them, write each chunk in one statement,
      commit per chunk, then (`scoring.rank_head`) put the last batch back and, with
-     `batch_diversity`, lift a diverse batch of 25 chosen among the lane's 2,000 best items.
+     `batch_diversity`, lift a diverse batch of 25 chosen among the lane's 250 best items.
      The passes: a fresh pool (margin); `batch_diversity` turned on (the key is unchanged, so
      this is the re-rank alone); a strategy change (entropy, with diversity), so every row's
      score is rewritten; query by committee (`qbc_vote_entropy`: five members refitted on the
