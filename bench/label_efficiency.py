@@ -3,15 +3,21 @@
 How fast does the product learn per label an expert gives it? Per data set and seed, the data is
 split stratified into a pool (70%) and a test split (30%), then:
 
-  * product default: a project with the default settings (margin queue, 20% held-out, 10%
-    audits, a retrain every 25 label changes, the default gate) on a fresh, migrated database.
-    The pool is imported unlabeled with `pool.import_items`; an oracle expert asks
-    `pool.next_item(project, "user:oracle")` for an item and `pool.annotate`s it with its true
-    label, committing as the views do. After each label, every queued `RetrainRun` is run with
-    `training.run_retrain` and every queued rescore `Task` with `training.run_rescore`,
-    synchronously, as the worker would. Every label the queue served counts (held-out, audit and
-    cold-start ones included). After each retrain the champion that serves `predict` is scored on
-    the test split, at the label count at which it was promoted.
+  * product default: a project with the default settings (see `webapp.models.DEFAULT_SETTINGS`:
+    the query strategy, batch diversity, audits, a retrain every 25 label changes, the gate) on
+    a fresh, migrated database. The pool is imported unlabeled with `pool.import_items` and a
+    rescore is requested, as the API's and the CLI's imports do (before any model it picks the
+    cold start's diverse items); an oracle expert asks `pool.next_item(project, "user:oracle")`
+    for an item and `pool.annotate`s it with its true label, committing as the views do. After
+    each label, every queued `RetrainRun` is run with `training.run_retrain` and every queued
+    rescore `Task` with `training.run_rescore`, synchronously, as the worker would. Every label
+    the queue served counts (audit and cold-start ones included). After each retrain the
+    champion that serves `predict` is scored on the test split, at the label count at which it
+    was promoted; so is the learner, the newest model version whatever the gate decided, which
+    steers the queue (its row: "… learner").
+  * product <strategy>[+diversity] (`--strategies`): the same with `query_strategy` set and
+    `batch_diversity` off, or on with `+diversity`. `--settings` sets other project settings
+    for every product row (e.g. `gate.mode=non_inferiority,audit_share_early=0.2`).
   * random: the ideal loop (no held-out set, no gate, a refit every 10 labels with the same
     template via `labeling.training.fit_model`), labeling in random order.
   * modAL margin: the same ideal loop, each refit followed by the 10 pool rows of smallest
@@ -24,12 +30,13 @@ The accuracy at label count n is that of the model serving after n labels (the c
 product); before any model, that of always answering the pool's majority class. Printed per set,
 as the median over seeds with the min–max: labels needed to reach 95% and 99% of the full-pool
 accuracy (the first label count at which the curve gets there), accuracy at 100, 200 and 500
-labels, the area under the learning curve (mean accuracy over label counts 10..budget) and the
+labels, the area under the learning curve (mean accuracy over label counts 10..budget), the
 number of promotions (for the baselines: refits) that replaced a model with one more than 1 point
-worse on the test split.
+worse on the test split, and how many of the labels went to held-out audits.
 
     .venv/bin/python -m bench.label_efficiency [--sets digits,bbc] [--seeds 5] [--budget 500]
-        [--db sqlite] [--jobs 2]
+        [--db sqlite] [--jobs 2] [--strategies default,margin,margin+diversity,qbc_kl]
+        [--settings KEY=VALUE[,KEY=VALUE]]
 
 `--jobs` runs the (set, seed, method) cells in that many processes (default 2, one per core of
 the machine this was written for); the product's retrain and rescore times it prints are then
@@ -57,8 +64,11 @@ import numpy as np
 from bench.common import BACKENDS, header, table
 
 SETS = ("digits", "bbc")
-METHODS = ("product", "random", "margin")
-ROW_NAMES = {"product": "product default", "random": "random", "margin": "modAL margin"}
+BASELINES = ("random", "margin")
+ROW_NAMES = {"random": "random", "margin": "modAL margin"}
+DEFAULT_CONFIG = "default"
+DIVERSITY = "+diversity"
+LEARNER = " learner"  # the learner's row of a product config: "product default learner"
 BASELINE_STEP = 10  # the ideal loop refits every 10 labels
 SEED_LABELS = 10
 TEST_SHARE = 0.3
@@ -269,20 +279,38 @@ def _quiet_enqueues() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
-    """Drive Corrigo itself with an oracle expert for `budget` labels; see the module doc."""
+def config_settings(config: str) -> dict[str, object]:
+    """The project settings of a product config: `default`, `<strategy>` or
+    `<strategy>+diversity`."""
+    if config == DEFAULT_CONFIG:
+        return {}
+    strategy = config.removesuffix(DIVERSITY)
+    return {"query_strategy": strategy, "batch_diversity": config.endswith(DIVERSITY)}
+
+
+def run_product(
+    split: Split,
+    budget: int,
+    backend: str = "sqlite",
+    config: str = DEFAULT_CONFIG,
+    extra: Sequence[tuple[str, str]] = (),
+) -> tuple[Run, Run]:
+    """Drive Corrigo itself with an oracle expert for `budget` labels; see the module doc.
+
+    Returns the champion's run and the learner's (same labels, same loop)."""
     from sqlalchemy import func, select
 
     from bench.common import bench_app
-    from labeling import split as lsplit
     from tests.factories import make_project
-    from webapp import pool, training
+    from webapp import pool, settings, training
     from webapp.extensions import db
     from webapp.models import Annotation, ModelVersion, RetrainRun, Task
 
     ds, seed, y_pool = split.ds, split.seed, split.y_pool
     started = time.perf_counter()
-    run = Run(ds.name, seed, "product", budget, 0, split.majority_accuracy())
+    method = f"product {config}"
+    run = Run(ds.name, seed, method, budget, 0, split.majority_accuracy())
+    learner = Run(ds.name, seed, method + LEARNER, budget, 0, split.majority_accuracy())
     reasons: Counter = Counter()
     retrain_s: list[float] = []
     rescore_s: list[float] = []
@@ -308,15 +336,17 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
             settings={},  # the defaults, untuned
             members=[],
         )
+        settings.apply(project, {**dict(extra), **config_settings(config)})
+        db.session.commit()
         rows = [
             {"external_id": f"{ds.name}-{split.pool[k]}", "data": ds.datas[split.pool[k]]}
             for k in order
         ]
         ids = [item_id for batch in pool.import_items(project, rows) for item_id in batch]
+        training.request_rescore(project)  # as the API's and the CLI's imports do
+        db.session.commit()
         truth = dict(zip(ids, y_pool[order].tolist(), strict=True))
         champion_id = None
-        heldout_labels = 0
-        share = project.setting("heldout_share")
 
         def drain() -> None:
             nonlocal champion_id
@@ -338,24 +368,31 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
                 if row.status == "queued":
                     raise RuntimeError(f"retrain run {run_id} stayed queued ({status})")
                 decisions[row.decision or status] += 1
+                accuracy: dict[int, float] = {}
+                if row.model_version_id is not None:
+                    # The learner: the newest version, whatever the gate decided.
+                    candidate = db.session.get(ModelVersion, row.model_version_id)
+                    accuracy[candidate.id] = split.accuracy(training.load_model(candidate))
+                    learner.steps.append((run.labels_asked, accuracy[candidate.id]))
                 if row.decision == "rejected":
                     failed = [r["rule"] for r in row.reasons or [] if not r["passed"]]
                     rejected_by.update(failed)
                     # What the gate held back: the candidate against what serves (the
                     # champion, or the majority class before the first one).
-                    candidate = db.session.get(ModelVersion, row.model_version_id)
                     serving_acc = run.steps[-1][1] if run.steps else run.floor
                     held_back.append(
                         {
                             "labels": run.labels_asked,
                             "rules": failed,
-                            "change": split.accuracy(training.load_model(candidate)) - serving_acc,
+                            "change": accuracy[row.model_version_id] - serving_acc,
                         }
                     )
                 champion = training.champion_version(project.id)
                 if champion is not None and champion.id != champion_id:
                     champion_id = champion.id
-                    acc = split.accuracy(training.load_model(champion))
+                    acc = accuracy.get(champion.id)
+                    if acc is None:
+                        acc = split.accuracy(training.load_model(champion))
                     previous = run.steps[-1][1] if run.steps else None
                     run.steps.append((run.labels_asked, acc))
                     promotions.append(
@@ -384,13 +421,13 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
                 if db.session.get(Task, task_id).status == "queued":
                     raise RuntimeError(f"rescore task {task_id} stayed queued")
 
+        drain()  # the import's rescore: the cold start's picks
         while run.labels_asked < budget:
             served = pool.next_item(project, ORACLE, rng=rng)
             if served is None:
                 break  # the pool is exhausted
             item, reason = served
             reasons[reason] += 1
-            heldout_labels += int(lsplit.split_of(item.id, share) == lsplit.HELDOUT)
             pool.annotate(project, item, ORACLE, truth[item.id])
             run.labels_asked += 1
             drain()
@@ -399,11 +436,13 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
                 Annotation.project_id == project.id, Annotation.annotator == ORACLE
             )
         )
-    run.seconds = time.perf_counter() - started
-    run.extra = {
+    run.seconds = learner.seconds = time.perf_counter() - started
+    learner.labels_asked = run.labels_asked
+    run.extra = learner.extra = {
         "annotations": recorded,
         "reasons": dict(reasons),
-        "heldout_labels": heldout_labels,
+        # The held-out set is the audits (labels.split.heldout_by_lane).
+        "audits": reasons.get("audit", 0),
         "retrain_seconds": retrain_s,
         "rescore_seconds": rescore_s,
         "decisions": dict(decisions),
@@ -411,7 +450,7 @@ def run_product(split: Split, budget: int, backend: str = "sqlite") -> Run:
         "promotions": promotions,
         "held_back": held_back,
     }
-    return run
+    return run, learner
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,15 +515,17 @@ def _split(set_name: str, seed: int) -> Split:
     return _splits[key]
 
 
-def _cell(args: tuple[str, int, str, int, str]) -> Run | float:
-    """Run one (set, seed, method); `full` returns the full-pool accuracy."""
-    set_name, seed, method, budget, backend = args
+def _cell(args: tuple) -> Run | list[Run] | float:
+    """Run one (set, seed, method); `full` returns the full-pool accuracy, a product config its
+    champion's and its learner's runs."""
+    set_name, seed, method, budget, backend, extra = args
     started = time.perf_counter()
     split = _split(set_name, seed)
     if method == "full":
-        result: Run | float = full_pool_accuracy(split)
-    elif method == "product":
-        result = run_product(split, budget, backend)
+        result: Run | list[Run] | float = full_pool_accuracy(split)
+    elif method.startswith("product "):
+        config = method.removeprefix("product ")
+        result = list(run_product(split, budget, backend, config, extra))
     else:
         result = run_baseline(split, budget, method)
     took = time.perf_counter() - started
@@ -500,18 +541,33 @@ def _one_thread() -> None:
 
 
 def run_all(
-    sets: Sequence[str], seeds: int, budget: int, backend: str = "sqlite", jobs: int = 1
+    sets: Sequence[str],
+    seeds: int,
+    budget: int,
+    backend: str = "sqlite",
+    jobs: int = 1,
+    configs: Sequence[str] = (DEFAULT_CONFIG,),
+    extra: Sequence[tuple[str, str]] = (),
 ) -> list[Run]:
-    """Every method on every set for seeds 0..seeds-1; cells run in `jobs` processes."""
-    methods = ("full", *METHODS)
-    cells = [(s, seed, m, budget, backend) for s in sets for seed in range(seeds) for m in methods]
+    """Every method (each product config, the baselines) on every set for seeds 0..seeds-1;
+    cells run in `jobs` processes. `extra` are settings for every product config."""
+    methods = ("full", *(f"product {c}" for c in configs), *BASELINES)
+    extra = tuple(extra)
+    cells = [
+        (s, seed, m, budget, backend, extra) for s in sets for seed in range(seeds) for m in methods
+    ]
     if jobs <= 1:
         results = [_cell(c) for c in cells]
     else:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as ex:
             results = list(ex.map(_cell, cells))
     full = {c[:2]: r for c, r in zip(cells, results, strict=True) if c[2] == "full"}
-    runs = [r for r in results if isinstance(r, Run)]
+    runs: list[Run] = []
+    for r in results:
+        if isinstance(r, Run):
+            runs.append(r)
+        elif isinstance(r, list):
+            runs.extend(r)
     for r in runs:
         r.full_pool = full[(r.set_name, r.seed)]
     return runs
@@ -547,32 +603,36 @@ def _ratio(product: list, baseline: list, budget: int) -> str:
 
 
 def report(runs: list[Run]) -> str:
-    """The tables, per set: one row per method (medians over seeds, min–max)."""
+    """The tables, per set: one row per method (medians over seeds, min–max); each product
+    config has its champion's row and its learner's."""
     out: list[str] = []
     budget = runs[0].budget
     checkpoints = [c for c in CHECKPOINTS if c <= budget] or [budget]
+    methods = list(dict.fromkeys(r.method for r in runs if r.method.startswith("product ")))
+    methods += [m for m in BASELINES if any(r.method == m for r in runs)]
     for set_name in dict.fromkeys(r.set_name for r in runs):
         mine = [r for r in runs if r.set_name == set_name]
         seeds = sorted({r.seed for r in mine})
-        full = [r.full_pool for r in mine if r.method == "product"]
+        full = {r.seed: r.full_pool for r in mine}
         out.append("")
         out.append(
             f"## {set_name}: {len(seeds)} seed(s), budget {budget} labels; full-pool accuracy "
-            f"{_spread(full, '.3f')}"
+            f"{_spread(list(full.values()), '.3f')}"
         )
         out.append("")
         headers = ["method", "labels to 95%", "labels to 99%"]
         headers += [f"acc @{c}" for c in checkpoints]
-        headers += ["AULC 10..budget", "worse by >1pt", "labels asked"]
+        headers += ["AULC 10..budget", "worse by >1pt", "labels asked", "audits"]
         rows = []
         by_method: dict[str, list[Run]] = {}
-        for method in METHODS:
+        for method in methods:
             rs = sorted((r for r in mine if r.method == method), key=lambda r: r.seed)
             by_method[method] = rs
             if not rs:
                 continue
+            product = method.startswith("product ")
             row = [
-                ROW_NAMES[method],
+                method if product else ROW_NAMES[method],
                 _spread([r.labels_to(0.95) for r in rs], ".0f", budget + 1),
                 _spread([r.labels_to(0.99) for r in rs], ".0f", budget + 1),
             ]
@@ -581,29 +641,35 @@ def report(runs: list[Run]) -> str:
                 _spread([r.aulc() for r in rs], ".3f"),
                 _spread([r.worse_promotions() for r in rs], ".0f"),
                 _spread([r.labels_asked for r in rs], ".0f"),
+                _spread([r.extra["audits"] for r in rs], ".0f") if product else "-",
             ]
             rows.append(row)
         out.append(table(headers, rows))
-        prod = [r.labels_to(0.99) for r in by_method["product"]]
-        if by_method["product"] and by_method["margin"]:
-            marg = [r.labels_to(0.99) for r in by_method["margin"]]
-            out.append(f"\nlabels to 99%, product / margin: {_ratio(prod, marg, budget)}")
-        if by_method["product"] and by_method["random"]:
-            rand = [r.labels_to(0.99) for r in by_method["random"]]
-            out.append(f"labels to 99%, product / random: {_ratio(prod, rand, budget)}")
-        if by_method["product"]:
-            out.append("")
-            out.append(_product_details(by_method["product"]))
+        out.append("")
+        for method in methods:
+            if not method.startswith("product ") or not by_method[method]:
+                continue
+            mine_99 = [r.labels_to(0.99) for r in by_method[method]]
+            ratios = [
+                f"/ {ROW_NAMES[b]} {_ratio(mine_99, [r.labels_to(0.99) for r in rs], budget)}"
+                for b in BASELINES
+                if (rs := by_method.get(b))
+            ]
+            out.append(f"labels to 99%, {method} {', '.join(ratios)}")
+        for method in methods:
+            if method.startswith("product ") and not method.endswith(LEARNER):
+                if by_method[method]:
+                    out.append("")
+                    out.append(_product_details(method, by_method[method]))
     return "\n".join(out).lstrip("\n")
 
 
-def _product_details(runs: list[Run]) -> str:
-    """What the product's loop did: lanes, held-out labels, retrains, gate verdicts, timings."""
-    lines = ["product loop, per seed:"]
+def _product_details(method: str, runs: list[Run]) -> str:
+    """What the product's loop did: lanes, audits, retrains, gate verdicts, timings."""
+    lines = [f"{method} loop, per seed:"]
     headers = [
         "seed",
         "cold-start/uncertain/audit",
-        "held-out labels",
         "first champion @",
         "retrains",
         "promoted",
@@ -611,7 +677,7 @@ def _product_details(runs: list[Run]) -> str:
         "worst promotion",
         "rejected yet better by >1pt",
         "retrain s (median/max)",
-        "rescore s (median)",
+        "rescore s (median/max)",
         "wall s",
     ]
     rows = []
@@ -625,7 +691,6 @@ def _product_details(runs: list[Run]) -> str:
             [
                 r.seed,
                 "/".join(str(reasons.get(k, 0)) for k in ("cold-start", "uncertain", "audit")),
-                x["heldout_labels"],
                 r.steps[0][0] if r.steps else "never",
                 len(rt),
                 x["decisions"].get("promoted", 0),
@@ -633,7 +698,7 @@ def _product_details(runs: list[Run]) -> str:
                 f"{min(changes):+.3f}" if changes else "-",
                 sum(1 for h in x["held_back"] if h["change"] > WORSE_BY),
                 f"{statistics.median(rt):.2f}/{max(rt):.2f}" if rt else "-",
-                f"{statistics.median(rs):.2f}" if rs else "-",
+                f"{statistics.median(rs):.2f}/{max(rs):.2f}" if rs else "-",
                 f"{r.seconds:.0f}",
             ]
         )
@@ -651,6 +716,38 @@ def _product_details(runs: list[Run]) -> str:
     return "\n".join(lines + curves)
 
 
+def parse_configs(raw: str) -> list[str]:
+    """`default,margin,margin+diversity,…`: each `default`, a strategy, or one `+diversity`."""
+    from webapp.models import STRATEGIES
+
+    configs = [c.strip() for c in raw.split(",") if c.strip()]
+    for config in configs:
+        if config != DEFAULT_CONFIG and config.removesuffix(DIVERSITY) not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {config!r}: expected {DEFAULT_CONFIG}, or one of "
+                f"{', '.join(STRATEGIES)}, each optionally with {DIVERSITY}"
+            )
+    return list(dict.fromkeys(configs))
+
+
+def parse_settings(raw: str) -> list[tuple[str, str]]:
+    """`KEY=VALUE[,KEY=VALUE]`, each checked as `corrigo project settings` checks it."""
+    from webapp import settings
+    from webapp.errors import ValidationError
+
+    pairs = []
+    for change in (c.strip() for c in raw.split(",") if c.strip()):
+        key, sep, value = change.partition("=")
+        if not sep:
+            raise ValueError(f"{change!r} is not KEY=VALUE")
+        try:
+            settings.parse(key.strip(), value.strip())
+        except ValidationError as exc:
+            raise ValueError(f"{key.strip()}: {exc.errors[key.strip()]}") from None
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
 def main(argv: Sequence[str] | None = None) -> list[Run]:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -663,7 +760,25 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)"
     )
+    parser.add_argument(
+        "--strategies",
+        default=DEFAULT_CONFIG,
+        help=(
+            "product rows, comma-separated: default (the project defaults), a query strategy "
+            "(batch diversity off) or strategy+diversity (on); default: default"
+        ),
+    )
+    parser.add_argument(
+        "--settings",
+        default="",
+        help="KEY=VALUE[,KEY=VALUE] project settings for every product row",
+    )
     args = parser.parse_args(argv)
+    try:
+        configs = parse_configs(args.strategies)
+        extra = parse_settings(args.settings)
+    except ValueError as exc:
+        parser.error(str(exc))
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     for s in sets:
         if s not in SETS:
@@ -675,11 +790,12 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     header("Label efficiency: Corrigo's loop with an oracle expert vs ideal baselines")
     print(
         f"# sets {','.join(sets)}, seeds {args.seeds}, budget {args.budget}, db {args.db}, "
-        f"jobs {args.jobs}"
+        f"jobs {args.jobs}, strategies {','.join(configs)}, "
+        f"settings {','.join(f'{k}={v}' for k, v in extra) or 'defaults'}"
     )
     sys.stdout.flush()
     started = time.perf_counter()
-    runs = run_all(sets, args.seeds, args.budget, args.db, args.jobs)
+    runs = run_all(sets, args.seeds, args.budget, args.db, args.jobs, configs, extra)
     print(report(runs))
     print(f"\n# wall time {time.perf_counter() - started:.0f} s")
     return runs

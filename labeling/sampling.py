@@ -248,11 +248,39 @@ def _cold_start(X: Any, n: int, seed: int, kind: str | None) -> tuple[np.ndarray
         cluster = km.fit_predict(Z)
     distance = np.linalg.norm(Z - km.cluster_centers_[cluster], axis=1)
     size = np.bincount(cluster, minlength=n)
-    # Within each cluster the row nearest its centre; then clusters largest first.
+    # Within each cluster the row nearest its centre ...
     by_cluster = np.lexsort((np.arange(n_rows), distance, cluster))
     first = by_cluster[np.r_[True, np.diff(cluster[by_cluster]) != 0]]
-    order = np.lexsort((first, distance[first], -size[cluster[first]]))
+    # ... the largest cluster's first (ties: the more central, then the earlier row) ...
+    first = first[np.lexsort((first, distance[first], -size[cluster[first]]))]
+    # ... then the one adding most coverage: a farthest-first walk weighted by cluster size.
+    order = _spread_order(Z[first], size[cluster[first]].astype(np.float64))
     return first[order].astype(np.intp), distance
+
+
+def _spread_order(P: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Order points greedily: the first, then each time the point of largest ``weight x
+    distance to the nearest point already ordered`` (ties keep the given order).
+
+    With clusters as the points and their sizes as weights, every prefix spreads over the
+    pool: ordering by size alone served a big cluster's sub-clusters one after another (eight
+    well-separated blobs of 400 to 5 rows, 25 picks: two blobs in the first eight), while
+    ordering by distance alone favoured the outskirts (digits: 7 of 10 classes in the first ten
+    picks, against 9 to 10 with the weight).
+    """
+    m = len(P)
+    order = np.empty(m, dtype=np.intp)
+    if m == 0:
+        return order
+    taken = np.zeros(m, dtype=bool)
+    order[0], taken[0] = 0, True
+    nearest = np.linalg.norm(P - P[0], axis=1)
+    for k in range(1, m):
+        gain = np.where(taken, -np.inf, weight * nearest)
+        pick = int(np.argmax(gain))
+        order[k], taken[pick] = pick, True
+        nearest = np.minimum(nearest, np.linalg.norm(P - P[pick], axis=1))
+    return order
 
 
 def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> np.ndarray:
@@ -260,7 +288,9 @@ def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> 
 
     The rows are clustered into ``n`` groups (k-means; mini-batch k-means beyond
     :data:`FULL_KMEANS_ROWS` rows) and each group contributes its row nearest the group's
-    centre. Text is embedded by TF-IDF over hashed unigrams (of each text's first
+    centre. The largest group's comes first; each next is the one farthest from those before
+    it, the distance weighted by its group's size, so that every prefix of the picks spreads
+    over the pool. Text is embedded by TF-IDF over hashed unigrams (of each text's first
     :data:`COLD_START_CHARS` characters) reduced to 50 dimensions by truncated SVD; tabular
     features are median-imputed and standardised.
 
@@ -273,7 +303,7 @@ def cold_start_order(X: Any, n: int, seed: int = 0, kind: str | None = None) -> 
 
     Returns:
         Distinct integer indices into ``X``, at most ``n`` (fewer when rows coincide so that
-        some clusters are empty), the representatives of the largest clusters first.
+        some clusters are empty), in the order to label them.
     """
     return _cold_start(X, n, seed, kind)[0]
 
@@ -376,6 +406,75 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - lo) / (hi - lo)
 
 
+def _ranked_batch(
+    Z: Any, uncertainty: np.ndarray, pre: Any, X_labeled: Any, batch_size: int
+) -> np.ndarray:
+    """modAL's ranked batch over candidate features ``Z`` (float64, distance-ready).
+
+    The labeled rows enter as a reference set reduced to each candidate's nearest labeled row,
+    which leaves every candidate's distance to the labeled set unchanged.
+    """
+    b = min(int(batch_size), _n_rows(Z))
+    if b <= 0:
+        return np.empty(0, dtype=np.intp)
+    if _n_rows(X_labeled) > 0:
+        Z_labeled = _distance_space(_features(pre, X_labeled))
+        nearest, _ = pairwise_distances_argmin_min(Z, Z_labeled)
+        reference = Z_labeled[np.unique(nearest)]
+    else:
+        reference = None  # modAL starts from the candidate nearest all the others
+    ranked, _ = ranked_batch(
+        _Labeled(reference),
+        unlabeled=Z,
+        uncertainty_scores=uncertainty,
+        n_instances=b,
+        metric="euclidean",
+        n_jobs=None,
+    )
+    return np.asarray(ranked, dtype=np.intp)
+
+
+def diverse_batch(
+    classifier: Any,
+    X_candidates: Any,
+    scores: np.ndarray,
+    X_labeled: Any,
+    batch_size: int = 25,
+) -> np.ndarray:
+    """Rank a batch of candidates by informativeness and diversity together.
+
+    The step :func:`batch_scores` takes after choosing its candidates, for candidates chosen
+    and scored elsewhere: Corrigo's rescore job reads the head of the uncertain lane (the rows
+    of highest stored score, under any strategy, a committee's included) and re-ranks only
+    those. modAL's ranked batch sampling picks ``batch_size`` of them one at a time, each
+    maximising ``alpha * (1 - similarity to the labeled and already picked rows) +
+    (1 - alpha) * score`` (scores min-max scaled to [0, 1]), with distances in the
+    classifier's own feature space (its pipeline minus the last step). Cost: the candidates'
+    features, their distances to the labeled rows (candidates x labeled) and ``batch_size``
+    rounds over the candidates.
+
+    Args:
+        classifier: Fitted estimator (a Corrigo template pipeline); only its feature steps are
+            used.
+        X_candidates: Candidate rows in whatever form the classifier accepts.
+        scores: Informativeness of each candidate, higher meaning "label this first", on any
+            scale.
+        X_labeled: Labeled rows in the same form (may be empty).
+        batch_size: How many rows the batch holds; capped at the candidates.
+
+    Returns:
+        Distinct integer indices into ``X_candidates``, the batch in the order to label it.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != _n_rows(X_candidates):
+        raise ValueError(f"got {_n_rows(X_candidates)} candidates but {len(scores)} scores")
+    if len(scores) == 0 or int(batch_size) <= 0:
+        return np.empty(0, dtype=np.intp)
+    pre, _last = _split_model(classifier)
+    Z = _distance_space(_features(pre, X_candidates))
+    return _ranked_batch(Z, _unit(scores), pre, X_labeled, batch_size)
+
+
 def batch_scores(
     classifier: Any,
     X_pool: Any,
@@ -433,25 +532,9 @@ def batch_scores(
         rest = np.ones(n_pool, dtype=bool)
         rest[candidates] = False
         scores[rest] = BATCH_TIERS["rest"] + _unit(info[rest])
-    b = min(int(batch_size), k)
-    if b <= 0:
-        return scores
-    if _n_rows(X_labeled) > 0:
-        Z_labeled = _distance_space(_features(pre, X_labeled))
-        nearest, _ = pairwise_distances_argmin_min(Z, Z_labeled)
-        reference = Z_labeled[np.unique(nearest)]
-    else:
-        reference = None  # modAL starts from the candidate nearest all the others
-    ranked, _ = ranked_batch(
-        _Labeled(reference),
-        unlabeled=Z,
-        uncertainty_scores=_unit(info[candidates]),
-        n_instances=b,
-        metric="euclidean",
-        n_jobs=None,
-    )
-    ranked = np.asarray(ranked, dtype=np.intp)
-    scores[candidates[ranked]] = BATCH_TIERS["batch"] + (b - np.arange(len(ranked))) / b
+    ranked = _ranked_batch(Z, _unit(info[candidates]), pre, X_labeled, batch_size)
+    b = len(ranked)
+    scores[candidates[ranked]] = BATCH_TIERS["batch"] + (b - np.arange(b)) / max(b, 1)
     return scores
 
 
@@ -466,6 +549,7 @@ def fit_committee(
     n_members: int = 5,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    max_rows: int | None = None,
 ) -> list[Pipeline]:
     """Fit a committee of one template on bootstrap resamples of the labeled rows.
 
@@ -475,6 +559,10 @@ def fit_committee(
     (``labeling.training.select_params``) unless ``params`` gives them (a champion's
     ``chosen_params_``): cross-validating on a bootstrap would rank C on copies of its own rows.
 
+    With ``max_rows``, a member draws about that many rows in all (each label its share, at
+    least one row), so the committee's cost stops growing with the labeled set: on BBC News
+    with C=1000, five members took 2.7 s on 500 rows and 11 s on 1,000.
+
     Args:
         template: A key of ``labeling.training.TEMPLATES``.
         X: Model input as returned by ``labeling.training.to_matrix``.
@@ -482,6 +570,7 @@ def fit_committee(
         n_members: Committee size.
         seed: Seeds the resamples; the same seed gives the same committee.
         params: Hyper-parameters for every member, as ``fit_model`` takes them.
+        max_rows: The most rows a member is fitted on (about; None: as many as ``X`` has).
 
     Returns:
         List of ``n_members`` fitted pipelines.
@@ -495,9 +584,12 @@ def fit_committee(
         params = select_params(template, X, y_arr, seed=seed)
     rng = np.random.default_rng(seed)
     by_label = [np.flatnonzero(y_arr == label) for label in np.unique(y_arr)]
+    share = 1.0 if max_rows is None else min(1.0, int(max_rows) / len(y_arr))
+    sizes = [max(1, round(len(r) * share)) for r in by_label]
     members = []
     for _ in range(int(n_members)):
-        rows = np.sort(np.concatenate([rng.choice(r, size=len(r), replace=True) for r in by_label]))
+        draws = [rng.choice(r, size=k, replace=True) for r, k in zip(by_label, sizes, strict=True)]
+        rows = np.sort(np.concatenate(draws))
         members.append(fit_model(template, _take(X, rows), y_arr[rows], params=params, seed=seed))
     return members
 

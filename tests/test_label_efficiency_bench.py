@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import label_efficiency
 
 
@@ -9,24 +11,40 @@ def test_small_run_asks_for_exactly_the_budget_and_prints_every_row(capsys, monk
     # bench_app points CORRIGO_INSTANCE at its own temporary folder; give it back afterwards.
     monkeypatch.setenv("CORRIGO_INSTANCE", str(tmp_path))
     argv = ["--sets", "digits", "--seeds", "1", "--budget", "60", "--jobs", "1"]
+    argv += ["--strategies", "default,qbc_kl+diversity", "--settings", "audit_share_early=0.2"]
     runs = label_efficiency.main(argv)
     out = capsys.readouterr().out
 
-    for row in ("| product default", "| random", "| modAL margin"):
-        assert row in out, out
-    assert "labels to 99%, product / margin:" in out
-    assert "labels to 99%, product / random:" in out
+    rows = ["product default", "product default learner", "product qbc_kl+diversity"]
+    rows += ["product qbc_kl+diversity learner", "random", "modAL margin"]
+    for row in rows:
+        assert f"| {row} " in out, out
+    assert "labels to 99%, product default / random " in out
+    assert "labels to 99%, product default learner / random " in out
+    assert "/ modAL margin " in out
+    assert "product qbc_kl+diversity loop, per seed:" in out
 
     by_method = {r.method: r for r in runs}
-    assert set(by_method) == {"product", "random", "margin"}
-    product = by_method["product"]
-    # The queue served 60 items and the database holds 60 of the oracle's annotations.
-    assert product.labels_asked == 60
-    assert product.extra["annotations"] == 60
-    assert sum(product.extra["reasons"].values()) == 60
-    # Retrains at 10 labels (first_retrain_at), then 35 and 60 (every 25) ran, whatever the
-    # gate said.
-    assert len(product.extra["retrain_seconds"]) == 3
+    assert set(by_method) == {r.strip("| ") for r in rows[:4]} | {"random", "margin"}
+    for config in ("default", "qbc_kl+diversity"):
+        product, learner = by_method[f"product {config}"], by_method[f"product {config} learner"]
+        # The queue served 60 items and the database holds 60 of the oracle's annotations.
+        assert product.labels_asked == learner.labels_asked == 60
+        assert product.extra["annotations"] == 60
+        assert sum(product.extra["reasons"].values()) == 60
+        # Before the first model, the cold start served its picks.
+        assert product.extra["reasons"]["cold-start"] >= 10
+        assert product.extra["audits"] == product.extra["reasons"].get("audit", 0)
+        # Retrains at 10 labels (first_retrain_at), then 35 and 60 (every 25) ran, whatever
+        # the gate said; the learner is measured after each, the champion when it changes.
+        assert len(product.extra["retrain_seconds"]) == 3
+        assert [n for n, _ in learner.steps] == [10, 35, 60]
+        assert len(product.steps) <= 3
+    with pytest.raises(SystemExit):
+        label_efficiency.main(argv[:8] + ["--strategies", "margin+diversity+diversity"])
+    with pytest.raises(SystemExit):
+        label_efficiency.main(argv[:8] + ["--settings", "audit_share=2"])
+    assert "audit_share" in capsys.readouterr().err
     for method in ("random", "margin"):
         run = by_method[method]
         assert run.labels_asked == 60

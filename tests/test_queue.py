@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import delete, event, select, update
 
 from tests.factories import label_all, make_champion, make_items, make_project
-from webapp import pool
+from webapp import pool, scoring
 from webapp.extensions import db
 from webapp.models import Item, ModelVersion, Project, Skip, SkipCursor, Task, utcnow
 from webapp.pool import cursor as skip_cursor
@@ -221,6 +221,7 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
     "setup, reasons",
     [
         ("cold", ["cold-start"]),
+        ("cold picks", ["cold-start"]),
         ("uncertain", ["uncertain"]),
         ("audit", ["audit"]),
         ("disputed", ["disputed"]),
@@ -230,7 +231,16 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
 def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reasons):
     project = make_project(settings={"audit_share": 1.0 if setup == "audit" else 0.0})
     ids = make_items(project, 60)
-    if setup != "cold":
+    if setup == "cold picks":
+        # The cold start's diverse picks, under their own key (no model made them).
+        db.session.execute(
+            update(Item)
+            .where(Item.id.in_(ids[10:20]))
+            .values(
+                score=Item.rand, scored_by=scoring.COLD_START_BY, score_strategy=scoring.COLD_START
+            )
+        )
+    elif setup != "cold":
         db.session.execute(update(Item).values(score=Item.rand, **_champion(project)))
     if setup == "disputed":
         db.session.execute(update(Item).where(Item.id == ids[7]).values(disputed_at=utcnow()))
@@ -250,6 +260,8 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
     served = []
     plans = _plans(lambda: served.append(pool.next_item(project, "user:1")))
     assert [reason for _, reason in served] == reasons
+    if setup == "cold picks":
+        assert served[0][0].score_strategy == scoring.COLD_START, "a pick, not a random item"
     claims = [(s, p) for s, p in plans if s.startswith("UPDATE item")]
     assert claims, plans
     for statement, plan in claims:

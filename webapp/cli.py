@@ -378,7 +378,8 @@ def import_cmd(slug: str, file: str, fmt: str | None) -> None:
             )
             bar.update(len(batch))
     if new:
-        # New items get an active-learning score under the current champion, if there is one.
+        # New items get an active-learning score under the learner (before any model, the cold
+        # start picks its diverse items anew).
         training.request_rescore(project)
         db.session.commit()
     summary = f"Imported {total} rows into {slug}: {new} new items, {known} already known."

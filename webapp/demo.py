@@ -205,7 +205,7 @@ def build_demo(
     ids = [item_id for batch in pool.import_items(project, rows) for item_id in batch]
     id_of = dict(zip((a.external_id for a in articles), ids, strict=True))
     if pool.counts(project)["items"] > before:
-        training.request_rescore(project)  # a no-op until there is a champion
+        training.request_rescore(project)  # before any model: the cold start's picks
         db.session.commit()
 
     label_of = {id_of[a.external_id]: a.label for a in seed_sample(articles, seed_labels)}

@@ -131,6 +131,11 @@ class Strategy(StrEnum):
     MARGIN = "margin"
     UNCERTAINTY = "uncertainty"
     ENTROPY = "entropy"
+    # Query by committee: how much a bootstrap committee of the learner's template disagrees
+    # (modAL's vote_entropy and KL_max_disagreement). Short names: item.score_strategy holds 16
+    # characters.
+    QBC_VOTE_ENTROPY = "qbc_vote_entropy"
+    QBC_KL = "qbc_kl"
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:

@@ -106,6 +106,9 @@ def scopes_check(dialect: str) -> CheckConstraint:
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "query_strategy": Strategy.MARGIN,
+    # After each rescore, the head of the uncertain lane is a batch of about one retrain
+    # interval chosen for informativeness and diversity together, not a run of near-copies.
+    "batch_diversity": True,
     "heldout_share": 0.2,
     "audit_share": 0.1,
     "retrain_every": 25,

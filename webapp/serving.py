@@ -84,14 +84,15 @@ def predict(
     proba = training.predict_proba_for(model, X, labels)
     best = int(proba[0].argmax())
     strategy = project.setting("query_strategy")
-    score = float(sampling.informativeness_from_proba(proba, strategy)[0])
     item = find_or_create_item(project, data, external_id, source="production")
     if item.label is None:
-        if learner_id(project.id) == version_id:
+        if learner_id(project.id) == version_id and strategy in sampling.STRATEGIES:
             # The score carries its key, so the queue ranks it only against scores on its scale.
+            score = float(sampling.informativeness_from_proba(proba, strategy)[0])
             item.score, item.scored_by, item.score_strategy = score, version_id, strategy
         else:
-            # A newer learner steers the queue: it scores the item (the request coalesces).
+            # A newer learner steers the queue, or a committee scores for it: the rescore job
+            # scores the item (the request coalesces).
             request_rescore(project)
     prediction = Prediction(
         project_id=project.id,

@@ -11,11 +11,37 @@ from .errors import ValidationError
 from .models import DEFAULT_SETTINGS, STRATEGIES, Project
 from .training import request_rescore
 
-PROMOTE_TO = values(PromoteTo)
+
+def _boolean(raw: object) -> bool:
+    """true/false, also as the words a command line or a form sends (yes/no, on/off, 1/0)."""
+    if isinstance(raw, bool):
+        return raw
+    words = {"true": True, "yes": True, "on": True, "1": True}
+    words.update({"false": False, "no": False, "off": False, "0": False})
+    if isinstance(raw, str) and raw.strip().lower() in words:
+        return words[raw.strip().lower()]
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    raise ValueError(raw)
+
+
+# The settings whose value is one of a few names, and those names.
+CHOICES = {
+    "query_strategy": STRATEGIES,
+    "gate.metric": METRIC_NAMES,
+    "gate.mode": MODES,
+    "promote_to": values(PromoteTo),
+}
+
+
+def _one_of(key: str) -> tuple:
+    return (str, lambda v: v in CHOICES[key], f"one of {', '.join(CHOICES[key])}")
+
 
 # key -> (parse, check, what a valid value is)
 _RULES = {
-    "query_strategy": (str, lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+    "query_strategy": _one_of("query_strategy"),
+    "batch_diversity": (_boolean, lambda v: True, "true or false"),
     "heldout_share": (float, lambda v: 0.05 <= v <= 0.5, "a share from 0.05 to 0.5"),
     "audit_share": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
     "retrain_every": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
@@ -23,16 +49,27 @@ _RULES = {
     "gate.min_delta": (float, lambda v: -1.0 <= v <= 1.0, "a number from -1 to 1"),
     "gate.max_class_drop": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
     "gate.min_class_support": (int, lambda v: v >= 1, "a whole number ≥ 1"),
-    "gate.metric": (str, lambda v: v in METRIC_NAMES, f"one of {', '.join(METRIC_NAMES)}"),
-    "gate.mode": (str, lambda v: v in MODES, f"one of {', '.join(MODES)}"),
+    "gate.metric": _one_of("gate.metric"),
+    "gate.mode": _one_of("gate.mode"),
     "gate.alpha": (float, lambda v: 0.0 < v <= 0.5, "a level above 0 and at most 0.5"),
     "gate.margin": (float, lambda v: 0.0 <= v <= 0.2, "a number from 0 to 0.2"),
     "first_retrain_at": (int, lambda v: v >= 2, "a whole number ≥ 2"),
     "audit_share_early": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
     "audit_early_until": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
-    "promote_to": (str, lambda v: v in PROMOTE_TO, f"one of {', '.join(PROMOTE_TO)}"),
+    "promote_to": _one_of("promote_to"),
 }
 SETTING_KEYS = tuple(_RULES)
+# The JSON type of each setting's value, for the API's schema (which checks types; `parse`
+# checks values).
+TYPES = {
+    key: {str: "string", float: "number", int: "integer", _boolean: "boolean"}[rule[0]]
+    for key, rule in _RULES.items()
+}
+
+
+def expected(key: str) -> str:
+    """What a valid value of the setting is, in words ("a share from 0 to 1")."""
+    return _RULES[key][2]
 
 
 def effective(project: Project) -> dict[str, object]:
@@ -63,7 +100,8 @@ def parse(key: str, raw: object) -> object:
 def apply(project: Project, updates: dict[str, object]) -> None:
     """Validate every update first, then set them all (flushed; the caller commits).
 
-    A new query strategy queues a rescore of the pool (`training.request_rescore`).
+    A new query strategy, or batch diversity turned on or off, queues a rescore of the pool
+    (`training.request_rescore`).
 
     The held-out share is fixed once the project has labels: moving it would put items the
     current champion was trained on into the held-out set, or train on held-out ones.
@@ -82,11 +120,10 @@ def apply(project: Project, updates: dict[str, object]) -> None:
             settings[key] = value
     if gate:
         settings["gate"] = gate
-    strategy_changed = settings.get("query_strategy", DEFAULT_SETTINGS["query_strategy"]) != (
-        project.setting("query_strategy")
-    )
+    rescored = ("query_strategy", "batch_diversity")
+    changed = any(settings.get(k, DEFAULT_SETTINGS[k]) != project.setting(k) for k in rescored)
     project.settings = settings
-    if strategy_changed:
-        # Scores of the old strategy are on another scale: score the pool again under the new
-        # one (recorded now, enqueued once the caller commits the change).
+    if changed:
+        # Scores of the old strategy are on another scale, and the lane's head is a diverse
+        # batch or not: score the pool again (recorded now, enqueued once the caller commits).
         request_rescore(project)

@@ -20,9 +20,9 @@ from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
-from labeling import artifacts, evaluation, review, sampling, split, training
+from labeling import artifacts, evaluation, review, split, training
 
-from . import jobs, registry
+from . import jobs, registry, scoring
 from .enums import (
     Decision,
     JudgedBy,
@@ -208,8 +208,9 @@ def _job_id(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex}"
 
 
-def request_rescore(project: Project) -> Task | None:
-    """Record that the pool needs scoring under the current key; None before any model.
+def request_rescore(project: Project) -> Task:
+    """Record that the pool needs scoring under the current key: the learner's, or before any
+    model version the cold start's (`scoring.cold_start`).
 
     Flushed, not committed (see `webapp.transaction`): the job is enqueued after the caller's
     commit. A rescore already queued absorbs the request, since it reads the items to score
@@ -219,8 +220,6 @@ def request_rescore(project: Project) -> Task | None:
     queued = _queued_rescore(project.id)
     if queued is not None:
         return queued
-    if learner_id(project.id) is None:
-        return None
     job_id = _job_id("rescore")
     dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
     task_id = db.session.scalar(
@@ -781,9 +780,11 @@ def run_rescore(
 
     A job: each chunk is its own unit of work (read, predict, one bulk UPDATE, commit), so a
     rescore that stops resumes where it stopped. Items added while it runs are scored too;
-    when it finds nothing left, it closes the rescores queued meanwhile (their items were
-    committed before them, so it has seen them). A new champion or strategy ends the pass: its
-    own rescore is queued with the change.
+    when it finds nothing left, it puts a diverse batch at the head of the uncertain lane
+    (`scoring.rank_head`) and closes the rescores queued meanwhile (their items were committed
+    before them, so it has seen them). A new learner or strategy ends the pass: its own
+    rescore is queued with the change. A committee strategy fits its committee once per pass;
+    before any model version, the pass picks the cold start's items instead.
     """
     task = db.session.get(Task, task_id)
     if task is None or task.status not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
@@ -807,17 +808,21 @@ def run_rescore(
             return
         db.session.refresh(task)
     key = score_key(project)
-    if key is None:
-        task.status, task.finished_at = "succeeded", utcnow()
-        db.session.commit()
-        return
-    champion_id, strategy = key  # the learner's version id (see `learner_id`)
     try:
-        model = load_model(db.session.get(ModelVersion, champion_id))
+        if key is None:
+            _cold_start_pass(project)
+            task.status, task.finished_at = "succeeded", utcnow()
+            db.session.commit()
+            _start_queued_rescore(project.id)
+            return
+        champion_id, strategy = key  # the learner's version id (see `learner_id`)
+        inputs = scoring.scorer_inputs(project, db.session.get(ModelVersion, champion_id), strategy)
+        db.session.commit()  # hold no snapshot while a committee strategy fits its committee
+        scorer = scoring.build_scorer(inputs)
         # Core columns, not ORM attributes: rows come back as plain tuples, and a text
         # project reads only the text out of the JSON (->> / json_extract in the database).
         item = Item.__table__
-        payload = item.c.data["text"].as_string() if project.kind == "text" else item.c.data
+        payload = scoring.payload(project)
         stale = (
             item.c.project_id == project.id,
             item.c.label.is_(None),
@@ -875,16 +880,15 @@ def run_rescore(
                 if not rows:
                     settle()
                     if last == 0:
+                        # Every item scored: the diverse batch heads the lane (or the last
+                        # pass's batch goes back to its scores when diversity is off).
+                        scoring.rank_head(project, key, scorer)
                         _close_absorbed(absorbable)
                         db.session.commit()
                         break
                     last = 0  # one more look from the start, for items committed meanwhile
                     continue
-                if project.kind == "text":
-                    X = [r[1] or "" for r in rows]
-                else:
-                    X = training.to_matrix(project.kind, [r[1] for r in rows], project.features)
-                scores = sampling.informativeness(model, X, strategy)
+                scores = scorer.score(scoring.model_input(project, [r[1] for r in rows]))
                 settle()
                 ids = [r[0] for r in rows]
                 pending = writer.submit(_write_chunk, app, ids, scores, champion_id, strategy)
@@ -903,6 +907,20 @@ def run_rescore(
         )
         db.session.commit()
         raise
+
+
+def _cold_start_pass(project: Project) -> None:
+    """Before any model: pick the cold start's diverse items anew, and close the rescores
+    queued before this look (their items are committed, so the picks saw them)."""
+    absorbable = db.session.scalars(
+        select(Task.id).where(
+            Task.project_id == project.id, Task.name == RESCORE, Task.status == "queued"
+        )
+    ).all()
+    db.session.commit()
+    scoring.cold_start(project)
+    _close_absorbed(absorbable)
+    db.session.commit()
 
 
 def _current_key(project_id: int) -> tuple[int, str] | None:

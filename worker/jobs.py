@@ -48,7 +48,8 @@ def retrain(run_id: int) -> str:
 
 
 def rescore(task_id: int) -> None:
-    """Score the unlabeled pool with the current champion for task `task_id`."""
+    """Score the unlabeled pool with the learner (before any model: pick the cold start's
+    items) for task `task_id`."""
     app = get_app()
     with app.app_context():
         _fresh_connections()

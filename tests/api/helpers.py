@@ -114,6 +114,12 @@ class Api:
         check_documented("DELETE", "/api/v1" + path, resp)
         return resp
 
+    def patch(self, path: str, json=None, headers: dict | None = None, **kw):
+        """PATCH an /api/v1 path and check the answer against the spec."""
+        resp = self.client.patch("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
+        check_documented("PATCH", "/api/v1" + path, resp)
+        return resp
+
     def post(self, path: str, json=None, headers: dict | None = None, **kw):
         """POST an /api/v1 path and check the answer against the spec."""
         resp = self.client.post("/api/v1" + path, json=json, headers=self._headers(headers), **kw)

@@ -40,6 +40,8 @@ ENDPOINTS = [
     ("POST", "/projects/news/models/1/reject", "admin"),
     ("POST", "/projects/news/models/1/challenger", "admin"),
     ("POST", "/projects/news/models/rollback", "admin"),
+    ("GET", "/projects/news/settings", "admin"),
+    ("PATCH", "/projects/news/settings", "admin"),
     ("GET", "/projects/news/labels", "admin"),
     ("POST", "/items/{item}/exclusion", "admin"),
     ("DELETE", "/items/{item}/exclusion", "admin"),
@@ -63,6 +65,8 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
         return api.get(path, headers=headers)
     if method == "DELETE":
         return api.delete(path, headers=headers)
+    if method == "PATCH":
+        return api.patch(path, {"audit_share": 0.2}, headers=headers)
     payload = {"label": "sport", "correct": False}
     if path.endswith("/items"):
         payload = {"items": [{"data": {"text": "a"}}]}

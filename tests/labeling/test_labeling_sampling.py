@@ -17,6 +17,7 @@ from labeling.sampling import (
     cold_start_order,
     cold_start_scores,
     committee_scores,
+    diverse_batch,
     fit_committee,
     informativeness,
     informativeness_from_proba,
@@ -151,6 +152,16 @@ def test_cold_start_covers_every_cluster_where_random_picks_do_not():
     # A uniform sample of the same size misses the small clusters.
     random_picks = np.random.default_rng(0).choice(len(X), size=k, replace=False)
     assert len(set(y[random_picks].tolist())) < k
+
+
+def test_every_prefix_of_more_picks_than_clusters_spreads_over_them():
+    X, y = blobs()
+    picks = cold_start_order(X, 25, seed=0)
+    assert len(picks) == 25 and y[picks[0]] == 0
+    # The largest blob holds half the rows and many of the 25 clusters, yet the first eight
+    # picks reach seven blobs and the first ten all eight (the smallest holds 5 of 800 rows).
+    assert len(set(y[picks[:8]].tolist())) >= 7
+    assert set(y[picks[:10]].tolist()) == set(range(len(BLOB_SIZES)))
 
 
 def test_cold_start_picks_the_most_central_row_of_each_cluster():
@@ -303,6 +314,39 @@ def test_batch_scores_on_a_text_pipeline_avoid_copies():
     assert len(set(margin)) < 4
 
 
+def test_diverse_batch_ranks_given_candidates_as_batch_scores_does():
+    pool, group, labeled, y_labeled = duplicated_pool()
+    model = fit_model("tabular-logreg", labeled, y_labeled)
+    info = informativeness(model, pool, "margin")
+    top = np.argsort(-info, kind="stable")[:150]
+    picked = top[diverse_batch(model, pool[top], info[top], labeled, batch_size=25)]
+    scores = batch_scores(model, pool, labeled, "margin", batch_size=25, top_k=150)
+    assert np.array_equal(picked, np.argsort(-scores, kind="stable")[:25])
+    # Scores on another scale (a committee's disagreement, say) rank the same once scaled.
+    again = top[diverse_batch(model, pool[top], 3 * info[top] + 7, labeled, batch_size=25)]
+    assert np.array_equal(again, picked)
+    assert len(set(group[picked].tolist())) > 10
+
+
+def test_diverse_batch_edges():
+    pool, _, labeled, y_labeled = duplicated_pool()
+    model = fit_model("tabular-logreg", labeled, y_labeled)
+    info = informativeness(model, pool[:4])
+    assert sorted(diverse_batch(model, pool[:4], info, labeled, batch_size=10).tolist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert diverse_batch(model, pool[:4], info, labeled, batch_size=0).shape == (0,)
+    assert diverse_batch(model, pool[:0], info[:0], labeled).shape == (0,)
+    assert (
+        len(diverse_batch(model, pool[:30], informativeness(model, pool[:30]), labeled[:0], 5)) == 5
+    )
+    with pytest.raises(ValueError, match="4 candidates but 3 scores"):
+        diverse_batch(model, pool[:4], info[:3], labeled)
+
+
 # ---------------------------------------------------------------------------------------------
 # Query by committee
 
@@ -393,6 +437,20 @@ def test_fit_committee_on_texts_shares_one_chosen_c():
     assert scores.shape == (3,)
     given = fit_committee("text-logreg", texts, labels, n_members=2, params={"C": 3.0})
     assert {m.named_steps["clf"].C for m in given} == {3.0}
+
+
+def test_fit_committee_members_can_be_capped_in_rows():
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    labels[0] = "rare"
+    members = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0, max_rows=30)
+    for member in members:
+        assert set(member.classes_) == {"rare", "setosa", "versicolor", "virginica"}
+        assert member.named_steps["scale"].n_samples_seen_ <= 31  # 10 a label, and one "rare"
+    whole = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0)
+    bigger = fit_committee("tabular-logreg", X, labels, n_members=3, seed=0, max_rows=1000)
+    for a, b in zip(whole, bigger, strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
 
 
 def test_fit_committee_refuses_one_label():

@@ -33,7 +33,7 @@ def test_page_shows_an_item_with_reason_and_one_button_per_label(client, login):
     item = db.session.get(Item, item_id_of(page))
     assert item.lease_owner == user.annotator
     assert item.data["text"] in page
-    assert '<span class="badge reason-cold-start" title="No model has been promoted yet' in page
+    assert '<span class="badge reason-cold-start" title="No model exists yet' in page
     assert keyed_buttons(page) == [("sport", "1"), ("politics", "2"), ("tech", "3")]
     assert 'data-key="s"' in page and "Skip" in page
     assert "No model yet: no suggestion" in page

@@ -6,6 +6,8 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from labeling.sampling import COMMITTEE_STRATEGIES
+
 from .. import pool, serving
 from ..enums import Kind, QueueReason
 from ..errors import ValidationError
@@ -22,14 +24,18 @@ def _reason_tip(project: Project, reason: str) -> str:
     """Explain in one sentence why the queue served an item."""
     share = project.setting("audit_share")
     strategy = project.setting("query_strategy")
+    why = "the current model is least sure about this item"
+    if strategy in COMMITTEE_STRATEGIES:
+        why = "models trained like the current one disagree most about this item"
     return {
         "disputed": "Production feedback says the model got this item wrong or suggests another "
         "label. Disputed items always come first.",
-        "uncertain": f"The current model is least sure about this item ({strategy} sampling), "
-        "so your label teaches it the most.",
+        "uncertain": f"{why[0].upper()}{why[1:]} ({strategy} sampling), so your label teaches "
+        "it the most.",
         "audit": f"A uniform random pick ({share:.0%} of items served) that keeps the sample "
         "honest and catches the model's blind spots.",
-        "cold-start": "No model has been promoted yet, so items come in random order.",
+        "cold-start": "No model exists yet, so items come from across the pool: one from each "
+        "group of similar items first, then at random.",
     }.get(reason, "")
 
 

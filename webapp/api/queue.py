@@ -52,8 +52,9 @@ class Annotation(Schema):
 @scoped(
     "label",
     "Lease the next item to this key's annotator for 10 minutes: disputed items first, then "
-    "(with a champion) the most uncertain, with a share of random audits; before any model, "
-    "random order. Asking again returns the same leased item.",
+    "(with a model) the most uncertain, with a share of random audits; before any model, one "
+    "item from each cluster of the pool, then random order. Asking again returns the same "
+    "leased item.",
     errors=(404,),
 )
 @with_project

@@ -3,8 +3,9 @@
 Every statement `next_item` runs is built by a function here (`held_lease_query`, `lanes`,
 `claim_statement`), so tests and benches explain exactly what the queue sends. Each has an index
 that serves it whatever the planner's statistics say: `ix_item_lease_held` (leased rows only)
-for the held lease, `ix_item_disputed`, `ix_item_pool_score` and `ix_item_pool_rand` for the
-lanes, the primary key of `skip` (annotator first) for the probe that hides skipped items.
+for the held lease, `ix_item_disputed`, `ix_item_pool_score` (the uncertain lane, and the cold
+start's diverse picks under their own key) and `ix_item_pool_rand` for the lanes, the primary
+key of `skip` (annotator first) for the probe that hides skipped items.
 An expert who skipped the head of the uncertain lane starts after it (`cursor.py`), so skips
 are not stepped over one by one.
 
@@ -27,6 +28,7 @@ from sqlalchemy import Select, Update, exists, func, literal_column, or_, select
 from ..enums import ModelStatus, QueueReason, values
 from ..extensions import db
 from ..models import Annotation, Item, ModelVersion, Project, Skip, utcnow
+from ..scoring import cold_start_key
 from ..training import current_scores
 from ..transaction import unit_of_work
 from . import cursor as skip_cursor
@@ -103,7 +105,9 @@ def lanes(
 ) -> Iterator[tuple[Select, str]]:
     """Yield (query for the head's id, reason) per lane in priority order; each one index scan.
 
-    `uncertain` says whether this call serves the uncertain lane (or the random audit);
+    Before any model (`champion` false) the cold start serves its diverse picks
+    (`scoring.cold_start`) first, then uniform random items. After, `uncertain` says whether
+    this call serves the uncertain lane (or the random audit);
     `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix, and
     `passed` are the cursor's passed items that are free now, best first. `current` holds the
     clauses that keep the uncertain lane to scores under the current (champion, strategy) key
@@ -128,7 +132,17 @@ def lanes(
         if cursor is not None:
             scored.append(after(cursor.score, cursor.item_id))
         yield select(Item.id).where(*scored).order_by(*order).limit(1), "uncertain"
-    # Uniform random: start at a random point of the `rand` index and wrap around.
+    if not champion:
+        # The cold start's picks, one per cluster of the pool, the largest cluster's first.
+        yield (
+            select(Item.id)
+            .where(*pool, *cold_start_key())
+            .order_by(Item.score.desc(), Item.id)
+            .limit(1),
+            QueueReason.COLD_START,
+        )
+    # Uniform random: start at a random point of the `rand` index and wrap around. After the
+    # first model these are the audits, the held-out set: never steered by any score.
     reason = QueueReason.AUDIT if champion else QueueReason.COLD_START
     start = rng.random()
     yield select(Item.id).where(*pool, Item.rand >= start).order_by(Item.rand).limit(1), reason
