@@ -60,7 +60,7 @@ def test_the_run_page_lists_the_items_the_candidate_fixed_and_broke(client, logi
     assert "5 broken: the champion was right, the candidate is wrong" in seen
     assert "5 right by both 0 wrong by both" in seen
     assert (
-        "Judged on the 15 held-out audits labeled since v1's promotion, paired: both models "
+        "Judged on the 15 held-out audits v1 was not judged on, paired: both models "
         "predicted the same items" in seen
     )
     # A reviewer reads; only engineers and admins get the registry's buttons.
