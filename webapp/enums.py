@@ -51,6 +51,8 @@ class Trigger(StrEnum):
     UI = "ui"  # the runs page's Retrain button
     CLI = "cli"  # `corrigo retrain`
     DEMO = "demo"  # `corrigo demo`'s first retrain
+    SCHEDULE = "schedule"  # the project's `retrain_schedule` (the clock process)
+    ALERT = "alert"  # an alert rule whose action is to retrain (the run names the alert)
 
 
 class QueueReason(StrEnum):
@@ -141,3 +143,28 @@ class Strategy(StrEnum):
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The stored strings of an enum, in declaration order."""
     return tuple(member.value for member in enum)
+
+
+class AlertState(StrEnum):
+    """Where an alert is in its life."""
+
+    FIRING = "firing"  # its rule's condition holds
+    ACKNOWLEDGED = "acknowledged"  # still firing, and a person said they are on it
+    RESOLVED = "resolved"  # the condition cleared (past the rule's hysteresis)
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is."""
+
+    PENDING = "pending"  # not delivered yet; tried again at `next_attempt_at`
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed
+
+
+class WebhookEvent(StrEnum):
+    """The events a webhook can subscribe to."""
+
+    ALERT_FIRING = "alert.firing"
+    ALERT_RESOLVED = "alert.resolved"
+    RUN_FINISHED = "run.finished"
+    MODEL_PROMOTED = "model.promoted"

@@ -36,7 +36,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from labeling.evaluation import GateConfig
 
 from .enums import (
+    AlertState,
     Decision,
+    DeliveryStatus,
     ItemSource,
     Kind,
     ModelAction,
@@ -201,6 +203,10 @@ class Project(db.Model):
     # once per retrain, never per label.
     label_events_at_trigger: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Raised by an alert's action: the queue serves at least this share of audits until then,
+    # so fresh unbiased labels arrive where the model is failing.
+    audit_boost_share: Mapped[float | None] = mapped_column(Float)
+    audit_boost_until: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (one_of("kind", Kind),)
 
@@ -435,6 +441,11 @@ class ModelVersion(db.Model):
     heldout_size: Mapped[int | None] = mapped_column(Integer)
     heldout_digest: Mapped[str | None] = mapped_column(String(64))
     training_seconds: Mapped[float | None] = mapped_column(Float)
+    # Monitoring's reference, summarised once when the version is trained (never the raw rows):
+    # the drift profile of its training data and predictions (labeling.drift), and the CBPE
+    # calibrator fitted on its held-out predictions (labeling.monitoring).
+    reference: Mapped[dict | None] = deferred(mapped_column(JSON))
+    calibrator: Mapped[dict | None] = deferred(mapped_column(JSON))
 
     __table_args__ = (
         UniqueConstraint("project_id", "version", name="uq_model_version_project_version"),
@@ -590,6 +601,8 @@ class RetrainRun(db.Model):
         ForeignKey("model_version.id", ondelete="SET NULL")
     )
     error: Mapped[str | None] = mapped_column(Text)
+    # The alert whose rule asked for this run (trigger `alert`).
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -655,3 +668,156 @@ class Task(db.Model):
         ),
         one_of("status", TaskStatus),
     )
+
+
+class MonitorWindow(db.Model):
+    """One monitoring window of one model: its figures, stored so reading them scans nothing.
+
+    `model_key` names the model the predictions came from: `v<version>` for a Corrigo version,
+    `app:<name>` for an app's own model (`app` when it gave no name). `stats` holds the
+    window's sufficient statistics and figures (labeling.monitoring), `drift` the comparison
+    with the model's reference (labeling.drift), `estimate` the CBPE estimate. A window is
+    recomputed while it is open and whenever labels or feedback reach its predictions.
+    """
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    model_key: Mapped[str] = mapped_column(String(120))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    start: Mapped[datetime] = mapped_column(DateTime)
+    end: Mapped[datetime] = mapped_column(DateTime)
+    stats: Mapped[dict] = mapped_column(JSON, default=dict)
+    drift: Mapped[dict | None] = mapped_column(JSON)
+    estimate: Mapped[dict | None] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "model_key", "start", name="uq_monitor_window"),
+        Index("ix_monitor_window_project_start", "project_id", "start"),
+    )
+
+
+class MonitorState(db.Model):
+    """Per project: how far the monitoring job has read, so each tick reads only what is new."""
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The newest annotation and feedback ids already folded into windows.
+    annotation_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    feedback_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    computed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AlertRule(db.Model):
+    """A condition on a monitored metric, with what to do when it holds.
+
+    `metric` is a name labeling.alerting knows (`accuracy`, `recall`, `cbpe_accuracy`,
+    `drift`, `correction_rate`, `volume`, …), `params` its arguments (a class for `recall`),
+    `state` the evaluator's memory (consecutive breaches, last firing) between windows.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    comparison: Mapped[str] = mapped_column(String(2))
+    # Null: the champion's held-out value minus `tolerance` (in params), as of each window.
+    threshold: Mapped[float | None] = mapped_column(Float)
+    window: Mapped[int] = mapped_column(Integer, default=1)
+    persistence: Mapped[int] = mapped_column(Integer, default=1)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    hysteresis: Mapped[float] = mapped_column(Float, default=0.0)
+    # {"retrain": bool, "audit_share": float | None, "audit_hours": float}
+    actions: Mapped[dict] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_alert_rule_project", "project_id"),
+        CheckConstraint("comparison IN ('<', '<=', '>', '>=', '==')", name="comparison"),
+    )
+
+
+class Alert(db.Model):
+    """One firing of a rule, from `firing` (maybe `acknowledged`) to `resolved`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("alert_rule.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default=AlertState.FIRING)
+    metric: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime)
+    window_end: Mapped[datetime | None] = mapped_column(DateTime)
+    fired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_alert_project", "project_id", "id"),
+        one_of("state", AlertState),
+    )
+
+
+class Webhook(db.Model):
+    """An outbound webhook: events are POSTed to `url`, signed with HMAC-SHA256 under `secret`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_project", "project_id"),)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one webhook, and every attempt to deliver it."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhook.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_delivery_webhook", "webhook_id", "id"),
+        # The clock's sweep: pending deliveries that are due.
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        one_of("status", DeliveryStatus),
+    )
+
+
+class ScheduleState(db.Model):
+    """The last time a project's schedule fired, so the clock fires each due time once.
+
+    The fire and the retrain it queues are one transaction: a run row is the durable intent,
+    and one whose job could not reach Redis is enqueued by the workers' sweep later.
+    """
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expression: Mapped[str] = mapped_column(String(100))
+    last_due: Mapped[datetime] = mapped_column(DateTime)
