@@ -46,6 +46,8 @@ def from_environment(instance_path: str) -> dict:
         "WORKER_SHUTDOWN_GRACE": float(os.environ.get("CORRIGO_SHUTDOWN_GRACE", 8)),
         # the longest wait between two attempts to reach Redis again during an outage.
         "WORKER_REDIS_RETRY_MAX": float(os.environ.get("CORRIGO_REDIS_RETRY_MAX", 5)),
+        # The clock process ticks this often (schedules, monitoring windows, webhook retries).
+        "CLOCK_SECONDS": float(os.environ.get("CORRIGO_CLOCK_SECONDS", 30)),
         # A killed rescore is re-queued (it resumes) at most this many times.
         "RESCORE_REQUEUES": int(os.environ.get("CORRIGO_RESCORE_REQUEUES", 3)),
     }

@@ -123,6 +123,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # A candidate that passes the gate is promoted, or (`challenger`) waits as the challenger
     # until a person promotes it or a live experiment proves it; a first model is promoted.
     "promote_to": PromoteTo.CHAMPION,
+    # A cron expression (5 fields, UTC) for scheduled retrains, or "" for none.
+    "retrain_schedule": "",
+    # Monitoring windows: their length in seconds (a day; down to a minute for busy projects),
+    # the quantile bins of the drift reference, and how many windows in a row drift must show
+    # before it alerts.
+    "monitor_window": 86400,
+    "drift_bins": 10,
+    "drift_persistence": 2,
     "gate": {
         "min_heldout": GateConfig.min_heldout,
         "min_delta": GateConfig.min_delta,

@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 
 from labeling import split
 
-from .enums import ModelAction, ModelStatus
+from . import webhooks
+from .enums import ModelAction, ModelStatus, WebhookEvent
 from .errors import Conflict, NotFound, ValidationError
 from .extensions import db
 from .models import ModelEvent, ModelVersion, Project, utcnow
@@ -315,9 +316,22 @@ def _crown(project: Project, version: ModelVersion, action: str, actor: str, rea
         db.session.flush()
 
     from_id = current.id if current is not None else None
+
+    def record() -> ModelEvent:
+        event = _event(project, version, action, actor, reason, from_id)
+        payload = {
+            "version": version.version,
+            "previous_version": current.version if current is not None else None,
+            "action": action,
+            "actor": event.actor,
+            "reason": reason,
+        }
+        webhooks.emit(project.id, WebhookEvent.MODEL_PROMOTED, payload)
+        return event
+
     # No rescore: the queue's scores are the learner's (the newest version, see
     # `training.learner_id`), which a promotion or a rollback does not change.
-    return _guarded(change, lambda: _event(project, version, action, actor, reason, from_id))
+    return _guarded(change, record)
 
 
 def _alias(project: Project, version: ModelVersion, action: str, actor: str, reason: str):

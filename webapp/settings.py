@@ -9,6 +9,7 @@ from labeling.evaluation import METRIC_NAMES, MODES
 from .enums import PromoteTo, values
 from .errors import ValidationError
 from .models import DEFAULT_SETTINGS, STRATEGIES, Project
+from .schedule import check_cron
 from .training import request_rescore
 
 
@@ -23,6 +24,15 @@ def _boolean(raw: object) -> bool:
     if isinstance(raw, int) and raw in (0, 1):
         return bool(raw)
     raise ValueError(raw)
+
+
+def _cron(raw: object) -> str:
+    """A cron expression, or "" for none ("off" and "none" too)."""
+    if not isinstance(raw, str):
+        raise ValueError(raw)
+    if raw.strip().lower() in ("", "off", "none"):
+        return ""
+    return check_cron(raw)
 
 
 # The settings whose value is one of a few names, and those names.
@@ -57,12 +67,22 @@ _RULES = {
     "audit_share_early": (float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1"),
     "audit_early_until": (int, lambda v: v >= 0, "a whole number ≥ 0 (0 turns it off)"),
     "promote_to": _one_of("promote_to"),
+    "retrain_schedule": (
+        _cron,
+        lambda v: True,
+        'a cron expression in UTC ("0 3 * * *": 03:00 every day), or "" or "off" for none',
+    ),
+    "monitor_window": (int, lambda v: 60 <= v <= 30 * 86400, "seconds from 60 to 2592000"),
+    "drift_bins": (int, lambda v: 2 <= v <= 100, "a whole number from 2 to 100"),
+    "drift_persistence": (int, lambda v: 1 <= v <= 100, "a whole number from 1 to 100"),
 }
 SETTING_KEYS = tuple(_RULES)
 # The JSON type of each setting's value, for the API's schema (which checks types; `parse`
 # checks values).
 TYPES = {
-    key: {str: "string", float: "number", int: "integer", _boolean: "boolean"}[rule[0]]
+    key: {str: "string", float: "number", int: "integer", _boolean: "boolean", _cron: "string"}[
+        rule[0]
+    ]
     for key, rule in _RULES.items()
 }
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 
 from labeling import artifacts, evaluation, review, split, training
 
-from . import jobs, registry, scoring
+from . import jobs, registry, scoring, webhooks
 from .enums import (
     Decision,
     JudgedBy,
@@ -32,6 +32,7 @@ from .enums import (
     RunStatus,
     TaskStatus,
     Trigger,
+    WebhookEvent,
 )
 from .extensions import db
 from .models import (
@@ -493,7 +494,22 @@ def _record_failure(run_id: int, error: str) -> None:
     """Mark a run failed with a readable error."""
     run = db.session.get(RetrainRun, run_id)
     run.status, run.error, run.finished_at = "failed", error, utcnow()
+    _run_finished(run, None)
     db.session.commit()
+
+
+def _run_finished(run: RetrainRun, version: int | None) -> None:
+    """Tell the project's webhooks that a run ended (in the transaction that ends it)."""
+    payload = {
+        "run_id": run.id,
+        "status": run.status,
+        "decision": run.decision,
+        "model_version": version,
+        "trigger": run.trigger,
+        "alert_id": run.alert_id,
+        "error": run.error,
+    }
+    webhooks.emit(run.project_id, WebhookEvent.RUN_FINISHED, payload)
 
 
 # What a lost database connection (a restart, a failover, a blip) raises mid-transaction.
@@ -652,6 +668,7 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         }
         run.status = "succeeded"
         run.finished_at = now
+        _run_finished(run, version.version)
         # The new version is the learner, promoted or not: it rescores the pool (recorded
         # with the outcome, enqueued once it is committed).
         request_rescore(db.session.get(Project, project_id))

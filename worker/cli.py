@@ -1,4 +1,4 @@
-"""`corrigo worker`: the RQ worker, attached to the CLI through the `flask.commands` entry point."""
+"""`corrigo worker` and `corrigo clock`, attached to the CLI by `flask.commands` entry points."""
 
 from __future__ import annotations
 
@@ -15,3 +15,13 @@ def worker(burst: bool) -> None:
     from .main import run
 
     run(burst=burst, app=current_app._get_current_object())
+
+
+@click.command("clock")
+@click.option("--once", is_flag=True, help="Run one tick and stop.")
+@with_appcontext
+def clock(once: bool) -> None:
+    """Run the scheduler: scheduled retrains, monitoring windows and webhook retries."""
+    from .clock import run
+
+    run(current_app._get_current_object(), once=once)

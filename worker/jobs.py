@@ -58,3 +58,21 @@ def rescore(task_id: int) -> None:
             chunk=app.config["RESCORE_CHUNK"],
             progress=lambda done, total: _report(done=done, total=total),
         )
+
+
+def deliver_webhook(delivery_id: int) -> str | None:
+    """Attempt webhook delivery `delivery_id` (signed POST; a failure is retried by the clock)."""
+    with get_app().app_context():
+        _fresh_connections()
+        from webapp import webhooks
+
+        return webhooks.deliver(delivery_id)
+
+
+def compute_monitoring(project_id: int) -> dict:
+    """Bring project `project_id`'s monitoring windows up to date, then evaluate its alerts."""
+    with get_app().app_context():
+        _fresh_connections()
+        from webapp import monitoring
+
+        return monitoring.run_monitoring(project_id)
