@@ -46,6 +46,32 @@ class StrictNumber(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+# A logged prediction's own time may run this far ahead of the server's clock (clock skew).
+MAX_CLOCK_SKEW_SECONDS = 60
+
+
+class Timestamp(fields.String):
+    """An ISO 8601 time, stored as naive UTC; one without an offset is taken as UTC, and one
+    more than `MAX_CLOCK_SKEW_SECONDS` in the future is refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """The time as a naive UTC datetime, or an error saying what is wrong with it."""
+        from datetime import UTC, datetime, timedelta
+
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValidationError("must be an ISO 8601 time, e.g. 2026-12-06T10:15:00Z") from None
+        if when.tzinfo is not None:
+            when = when.astimezone(UTC).replace(tzinfo=None)
+        if when > datetime.now(UTC).replace(tzinfo=None) + timedelta(
+            seconds=MAX_CLOCK_SKEW_SECONDS
+        ):
+            raise ValidationError("must not be in the future")
+        return when
+
+
 class JsonObject(fields.Dict):
     """Any JSON object, taken as is (its contents are checked by the project step, if at all)."""
 

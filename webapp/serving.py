@@ -134,11 +134,12 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
             row["label"],
             _probabilities(row.get("probabilities")),
             row.get("unit"),
+            row.get("timestamp") or now,
         )
         for item_id, row in zip(item_ids, rows, strict=True)
     ]
     if db.session.get_bind().dialect.name == "postgresql":
-        ids = _pg_insert_predictions(project.id, values, now)
+        ids = _pg_insert_predictions(project.id, values)
     else:
         ids = sqlite_bulk_insert(
             Prediction.__table__,
@@ -150,9 +151,9 @@ def log_predictions(project: Project, rows: list[dict]) -> list[int]:
                     "label": label,
                     "probabilities": probs,
                     "unit": unit,
-                    "created_at": now,
+                    "created_at": created_at,
                 }
-                for item_id, model_name, label, probs, unit in values
+                for item_id, model_name, label, probs, unit, created_at in values
             ],
         )
     request_rescore(project)
@@ -164,7 +165,7 @@ def _probabilities(value: dict | None) -> dict | None:
     return None if value is None else {k: float(p) for k, p in value.items()}
 
 
-def _pg_insert_predictions(project_id: int, values: list[tuple], now) -> list[int]:
+def _pg_insert_predictions(project_id: int, values: list[tuple]) -> list[int]:
     """PostgreSQL: ids from the sequence, then one INSERT … SELECT FROM unnest(arrays)."""
     ids = allocate_ids("prediction", len(values))
     db.session.execute(
@@ -172,21 +173,22 @@ def _pg_insert_predictions(project_id: int, values: list[tuple], now) -> list[in
             "INSERT INTO prediction (id, project_id, item_id, model_name, label, probabilities, "
             "unit, created_at) "
             "SELECT u.id, :project_id, u.item_id, u.model_name, u.label, "
-            "CAST(u.probabilities AS json), u.unit, :now "
+            "CAST(u.probabilities AS json), u.unit, u.created_at "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:item_ids AS bigint[]), "
             "CAST(:model_names AS text[]), CAST(:labels AS text[]), "
-            "CAST(:probabilities AS text[]), CAST(:units AS text[])) "
-            "AS u(id, item_id, model_name, label, probabilities, unit)"
+            "CAST(:probabilities AS text[]), CAST(:units AS text[]), "
+            "CAST(:created AS timestamp[])) "
+            "AS u(id, item_id, model_name, label, probabilities, unit, created_at)"
         ),
         {
             "project_id": project_id,
-            "now": now,
             "ids": ids,
             "item_ids": [v[0] for v in values],
             "model_names": [v[1] for v in values],
             "labels": [v[2] for v in values],
             "probabilities": [None if v[3] is None else json.dumps(v[3]) for v in values],
             "units": [v[4] for v in values],
+            "created": [v[5] for v in values],
         },
     )
     return ids

@@ -256,3 +256,41 @@ def test_a_concurrent_insert_of_the_same_external_id_is_answered_not_500(api, pr
     assert db.session.get(Item, prediction.item_id).external_id == "shared"
     assert item_count(project) == 1
     assert raced  # the competitor really went first
+
+
+def test_logged_predictions_keep_their_own_timestamp_for_backfill(api, project):
+    rows = [
+        {"data": {"text": "a goal"}, "label": "sport", "timestamp": "2026-11-01T10:15:00Z"},
+        {"data": {"text": "a vote"}, "label": "politics", "timestamp": "2026-11-01T12:15:00+02:00"},
+        {"data": {"text": "a chip"}, "label": "tech", "timestamp": "2026-11-02T08:00:00"},
+        {"data": {"text": "an app"}, "label": "tech"},
+    ]
+    resp = api.post("/projects/news/predictions", {"predictions": rows})
+    assert resp.status_code == 201, resp.get_json()
+    stamps = [db.session.get(Prediction, i).created_at for i in resp.get_json()["ids"]]
+    assert [s.isoformat() for s in stamps[:3]] == [
+        "2026-11-01T10:15:00",
+        "2026-11-01T10:15:00",  # +02:00 stored as UTC
+        "2026-11-02T08:00:00",  # no offset: UTC
+    ]
+    assert stamps[3] > stamps[2]  # no timestamp: now
+
+
+@pytest.mark.parametrize(
+    "stamp, message",
+    [("2999-01-01T00:00:00Z", "future"), ("yesterday", "ISO 8601"), (1733400000, "string")],
+)
+def test_a_bad_timestamp_is_refused_naming_the_row_and_nothing_is_logged(
+    api, project, stamp, message
+):
+    rows = [
+        {"data": {"text": "a goal"}, "label": "sport"},
+        {"data": {"text": "a vote"}, "label": "politics", "timestamp": stamp},
+    ]
+    doc = assert_problem(
+        api.post("/projects/news/predictions", {"predictions": rows}),
+        422,
+        "predictions[1].timestamp",
+    )
+    assert message.lower() in str(doc).lower()
+    assert count(Prediction) == 0

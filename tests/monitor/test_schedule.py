@@ -100,8 +100,12 @@ def test_a_schedule_that_fires_while_redis_is_down_is_not_lost(app, make, run_jo
         }
     )
     with down.app_context():
-        done = schedule.tick()
-        db.session.remove()
+        try:
+            done = schedule.tick()
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+            down.extensions["redis"].connection_pool.disconnect()
     assert done["retrains"] == 1
     run = db.session.scalar(select(RetrainRun))
     assert (run.trigger, run.status) == ("schedule", "queued")

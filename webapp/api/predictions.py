@@ -53,6 +53,17 @@ class LoggedPrediction(Schema):
     external_id = f.external_id()
     model = f.identifier("Name of your model that made the prediction.")
     unit = f.identifier("The end user or session the prediction serves.")
+    timestamp = f.Timestamp(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": (
+                "When your model made it (ISO 8601; UTC when no offset is given; not in the "
+                "future), so history can be backfilled and monitored. Default: now."
+            ),
+        },
+    )
 
 
 class PredictionLogRequest(Schema):

@@ -171,7 +171,17 @@ _audits_reached: set[tuple[str, int]] = set()
 def audit_share_now(project: Project) -> float:
     """The share of calls that serve a uniform random audit: `audit_share_early` while fewer
     than `audit_early_until` items were labeled through audits (the held-out set is small and
-    every decision is noisy), `audit_share` after that."""
+    every decision is noisy), `audit_share` after that; and at least the share an alert's
+    action raised it to, until that raise ends (`Project.audit_boost_until`)."""
+    share = _planned_audit_share(project)
+    boost, boost_until = project.audit_boost_share, project.audit_boost_until
+    if boost is not None and boost_until is not None and boost_until > utcnow():
+        return max(share, boost)
+    return share
+
+
+def _planned_audit_share(project: Project) -> float:
+    """The audit share the project's settings give, before any alert's raise."""
     share, until = project.setting("audit_share"), int(project.setting("audit_early_until") or 0)
     key = (db.engine.url.render_as_string(hide_password=True), project.id)
     if share <= 0 or until <= 0 or key in _audits_reached:
