@@ -6,10 +6,10 @@ migrated database seeded with items, logged predictions, feedback and a champion
 answer must be no 5xx, a documented status with a documented content type and a body and
 headers that match the document, and an invalid request must never be accepted.
 
-Deterministic (derandomized Hypothesis, no example database): 22 operations x up to
-FUZZ_EXAMPLES cases each, and the run prints the number of requests it sent: 2,759 by
-default, on SQLite and on PostgreSQL alike (about 75 s on SQLite, 2 minutes on PostgreSQL, on 2
-busy cores). `CORRIGO_FUZZ_EXAMPLES=500` digs deeper.
+Deterministic (derandomized Hypothesis, no example database): every operation x up to
+FUZZ_EXAMPLES cases each, and the run prints the number of requests it sent (2,759 for
+the 22 operations of December 2026, on SQLite and on PostgreSQL alike; about 75 s on SQLite, 2
+minutes on PostgreSQL, on 2 busy cores). `CORRIGO_FUZZ_EXAMPLES=500` digs deeper.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.factories import make_champion, make_key, make_project, queue_retrain
 from webapp import serving
 from webapp.extensions import db
 
-# 22 operations x 100 = 2,200 generated cases by default (some operations have fewer
+# Up to 100 generated cases per operation by default (some operations have fewer
 # distinct inputs, and Hypothesis stops early on those; the run prints the real count).
 FUZZ_EXAMPLES = int(os.environ.get("CORRIGO_FUZZ_EXAMPLES", "100"))
 

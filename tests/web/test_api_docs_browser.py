@@ -21,7 +21,10 @@ def test_the_api_docs_render_every_operation_without_leaving_the_server(page, li
     page.goto("/api/docs/")
     page.wait_for_selector(".opblock-summary")
     operations = page.locator(".opblock-summary-path").all_inner_texts()
-    assert len(operations) == 23, operations
+    served = page.request.get("/api/v1/openapi.json").json()["paths"]
+    methods = {"get", "post", "put", "patch", "delete"}
+    documented = sum(len(methods & set(ops)) for ops in served.values())
+    assert documented >= 27 and len(operations) == documented, operations
     paths = [op.replace("\u200b", "") for op in operations]
     assert "/projects/{slug}/items" in paths and "/projects/{slug}/settings" in paths
     assert page.locator(".title").first.inner_text().startswith("Corrigo API")
