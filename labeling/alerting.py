@@ -374,11 +374,16 @@ def rule_value(rule: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) ->
         The metric's value (None when missing, or with no records).
     """
     rule = validate_rule(rule)
-    if not records:
+    record = _recent(records, rule["window"])
+    return None if record is None else metric_value(record, rule["metric"], rule["min_n"])
+
+
+def _recent(records: Sequence[Mapping[str, Any]], window: int) -> Mapping[str, Any] | None:
+    """The newest record, or the merge of the last ``window`` ones; None without any."""
+    recent = list(records)[-window:]
+    if not recent:
         return None
-    recent = list(records)[-rule["window"] :]
-    record = recent[0] if len(recent) == 1 else merge_records(recent)
-    return metric_value(record, rule["metric"], rule["min_n"])
+    return recent[0] if len(recent) == 1 else merge_records(recent)
 
 
 def evaluate(
@@ -401,9 +406,13 @@ def evaluate(
     """
     states = dict(states or {})
     new_states, events = {}, []
+    merged: dict[int, Mapping[str, Any] | None] = {}  # one merge per window length
     for raw in rules:
         rule = validate_rule(raw)
-        value = rule_value(rule, records)
+        if rule["window"] not in merged:
+            merged[rule["window"]] = _recent(records, rule["window"])
+        record = merged[rule["window"]]
+        value = None if record is None else metric_value(record, rule["metric"], rule["min_n"])
         state, event = step(rule, states.get(rule["id"]), value, now)
         new_states[rule["id"]] = state
         if event:

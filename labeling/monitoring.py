@@ -294,9 +294,9 @@ def _reindex(values: Sequence, src: list[str], dst: list[str]) -> np.ndarray:
 def merge_stats(windows: Iterable[Mapping[str, Any]]) -> dict:
     """Add up the sufficient statistics of windows (disjoint rows) into one.
 
-    Labels are the union, in the first window's order then any new ones as they appear; all
-    windows must share ``n_bins``. Every count of the result equals :func:`window_stats` on
-    the union of the windows' rows (floating sums up to rounding).
+    Labels are the union: the first window's in its order, then those only later windows saw
+    (sorted); all windows must share ``n_bins``. Every count of the result equals
+    :func:`window_stats` on the union of the windows' rows (floating sums up to rounding).
 
     Args:
         windows: :func:`window_stats` dicts (or :func:`summarize` dicts, whose ``stats`` is
