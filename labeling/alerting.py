@@ -20,7 +20,8 @@ How a rule acts:
   its threshold fires once instead of flapping. Resolving needs no persistence.
 - A missing value (None or NaN: no rows in the window, fewer than ``min_n``, a metric that is
   undefined) changes nothing: it neither fires nor resolves, and it neither counts towards
-  nor breaks a run of breaches.
+  nor breaks a run of breaches. So does a champion-relative rule (``tolerance`` set) while
+  there is no champion to take its threshold from (:func:`resolve_threshold`).
 
 Metric names, read from a window *record* (a :func:`labeling.monitoring.summarize` dict,
 optionally with ``"cbpe"``, a :func:`labeling.monitoring.summarize_estimate` dict, and
@@ -65,8 +66,22 @@ RULE_DEFAULTS: dict[str, Any] = {
     "cooldown": 0.0,
     "hysteresis": 0.0,
     "min_n": 0,
+    "tolerance": None,
     "severity": "warning",
     "description": "",
+}
+#: Other spellings of rule fields (the web app's column names) and what they mean here.
+ALIASES = {"comparison": "op", "cooldown_seconds": "cooldown", "name": "id"}
+#: Short metric names, with the class in ``params`` (``{"class": label}``) where one is needed.
+SHORT_METRICS = {
+    "cbpe_accuracy": "cbpe.accuracy",
+    "cbpe_macro_f1": "cbpe.macro_f1",
+    "correction_rate": "feedback.correction_rate",
+    "acceptance_rate": "feedback.acceptance_rate",
+    "drift": "drift.severity",
+    "mean_confidence": "confidence.mean",
+    "ece": "calibration.ece",
+    "brier": "calibration.brier",
 }
 SEVERITIES = ("info", "warning", "critical")
 
@@ -87,26 +102,56 @@ def validate_rule(rule: Mapping[str, Any]) -> dict:
     Fields: ``id`` (str, unique within a project), ``metric`` (see the module docstring),
     ``op`` (``<``, ``<=``, ``>``, ``>=``, or ``==`` / ``!=`` for a categorical value such as a
     drift severity), ``threshold`` (a number; any JSON scalar for ``==`` / ``!=``),
-    ``window`` (how many of the most recent windows are merged into the value; 1 evaluates
-    each window alone), ``persistence`` (consecutive breaching evaluations before firing,
-    ≥ 1), ``cooldown`` (seconds between two firings, ≥ 0), ``hysteresis`` (≥ 0; 0 for
-    ``==`` / ``!=``), ``min_n`` (the value is treated as missing when it rests on fewer rows),
-    ``severity`` (``info``, ``warning`` or ``critical``) and ``description``.
+    ``tolerance`` (None, or ≥ 0 for a rule relative to the champion: its threshold is the
+    champion's held-out value of the metric minus the tolerance for ``<`` / ``<=``, plus it
+    for ``>`` / ``>=``, see :func:`resolve_threshold`; such a rule's ``threshold`` may be None
+    until there is a champion, and it never fires meanwhile), ``window`` (how many of the most
+    recent windows are merged into the value; 1 evaluates each window alone), ``persistence``
+    (consecutive breaching evaluations before firing, ≥ 1), ``cooldown`` (seconds between two
+    firings, ≥ 0), ``hysteresis`` (≥ 0; 0 for ``==`` / ``!=``), ``min_n`` (the value is
+    treated as missing when it rests on fewer rows), ``severity`` (``info``, ``warning`` or
+    ``critical``) and ``description``.
+
+    The web app's spellings are accepted too: ``comparison``, ``cooldown_seconds`` and
+    ``name`` for ``op``, ``cooldown`` and ``id``, a short metric name (:data:`SHORT_METRICS`,
+    or ``recall`` / ``precision`` / ``f1`` with ``params`` holding ``{"class": label}``) for
+    the full one, and a ``tolerance`` in ``params`` when ``threshold`` is None. Other fields
+    (``params``, ``actions``, ...) are kept as they are.
 
     Returns:
-        A new dict (the input is not changed).
+        A new dict in the canonical spelling (the input is not changed).
     """
-    out = dict(RULE_DEFAULTS) | dict(rule)
+    given = dict(rule)
+    for alias, key in ALIASES.items():
+        if alias in given and key not in given:
+            given[key] = given.pop(alias)
+    out = dict(RULE_DEFAULTS) | given
+    if isinstance(out.get("id"), int) and not isinstance(out["id"], bool):
+        out["id"] = str(out["id"])
     for key in ("id", "metric"):
         if not isinstance(out.get(key), str) or not out[key]:
             raise ValueError(f"{key} must be a non-empty string, got {out.get(key)!r}")
+    params = out.get("params")
+    out["metric"] = _canonical_metric(out["metric"], params)
+    if out["tolerance"] is None and out.get("threshold") is None and isinstance(params, Mapping):
+        out["tolerance"] = params.get("tolerance")  # the web app keeps it in params
     if out.get("op") not in OPS:
         raise ValueError(f"op must be one of {', '.join(OPS)}, got {out.get('op')!r}")
+    tolerance = out["tolerance"]
+    if tolerance is not None:
+        if out["op"] not in ORDERED_OPS:
+            raise ValueError(f"tolerance needs an ordered comparison, not {out['op']!r}")
+        if not _is_number(tolerance) or not math.isfinite(float(tolerance)) or tolerance < 0:
+            raise ValueError(f"tolerance must be a number ≥ 0, got {tolerance!r}")
+        out["tolerance"] = float(tolerance)
     threshold = out.get("threshold")
     if out["op"] in ORDERED_OPS:
-        if not _is_number(threshold) or not math.isfinite(float(threshold)):
+        if threshold is None and tolerance is not None:
+            out["threshold"] = None  # relative to a champion not known yet
+        elif not _is_number(threshold) or not math.isfinite(float(threshold)):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-        out["threshold"] = float(threshold)
+        else:
+            out["threshold"] = float(threshold)
     elif threshold is not None and not isinstance(threshold, str | int | float | bool):
         raise ValueError(f"threshold must be a JSON scalar, got {threshold!r}")
     for key, low in (("window", 1), ("persistence", 1), ("min_n", 0)):
@@ -126,6 +171,52 @@ def validate_rule(rule: Mapping[str, Any]) -> dict:
     if out["severity"] not in SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
     return out
+
+
+def _canonical_metric(metric: str, params: Any) -> str:
+    """The full metric name of a short one (``recall`` + ``{"class": x}`` is ``recall[x]``)."""
+    if metric in SHORT_METRICS:
+        return SHORT_METRICS[metric]
+    label = params.get("class", params.get("label")) if isinstance(params, Mapping) else None
+    base = metric.removeprefix("cbpe.").removeprefix("cbpe_").removeprefix("all.")
+    if label is not None and base in _CLASS_METRICS and "[" not in metric:
+        prefix = metric[: len(metric) - len(base)].replace("cbpe_", "cbpe.")
+        return f"{prefix}{base}[{label}]"
+    return metric
+
+
+def resolve_threshold(rule: Mapping[str, Any], champion_metrics: Mapping[str, Any] | None) -> dict:
+    """A champion-relative rule with its threshold computed from the current champion.
+
+    Args:
+        rule: A rule; one without ``tolerance`` is returned as it is (validated).
+        champion_metrics: The champion's held-out :func:`labeling.evaluation.evaluate` dict,
+            or None without a champion.
+
+    Returns:
+        The rule with ``threshold`` = the champion's held-out value of the rule's metric
+        (``accuracy``, ``macro_f1``, ``balanced_accuracy`` or a class's ``precision``,
+        ``recall`` or ``f1``, ``calibration.ece`` or ``calibration.brier``; a CBPE or
+        ``all.`` metric is compared with the same held-out value) minus ``tolerance`` (plus
+        it for ``>`` / ``>=``), and ``baseline`` = that
+        held-out value; ``threshold`` None when the champion or its value is missing.
+    """
+    rule = validate_rule(rule)
+    if rule["tolerance"] is None:
+        return rule
+    metric = rule["metric"].removeprefix("all.")
+    match = _NAME.match(metric)
+    held = None
+    if metric in ("calibration.ece", "calibration.brier"):
+        held = _champion(champion_metrics, *metric.split("."))
+    elif match and champion_metrics:
+        if match["label"] is None:
+            held = _champion(champion_metrics, match["metric"])
+        else:
+            held = _champion(champion_metrics, "per_class", match["label"], match["metric"])
+    sign = -1.0 if rule["op"] in ("<", "<=") else 1.0
+    threshold = None if held is None else held + sign * rule["tolerance"]
+    return rule | {"threshold": threshold, "baseline": held}
 
 
 def _is_number(value: Any) -> bool:
@@ -228,8 +319,10 @@ def step(
         raise ValueError(f"unknown status {new['status']!r}")
     new["evaluated_at"] = t
     value = _clean(value)
-    if value is None:
-        return new, None  # missing data: no firing, no resolving, the run of breaches kept
+    if value is None or (rule["threshold"] is None and rule["op"] in ORDERED_OPS):
+        # Missing data, or a champion-relative rule without a champion yet: no firing, no
+        # resolving, and the run of breaches is kept.
+        return new, None
     new["value"] = value
     hit = breached(rule, value)
     new["breaches"] = int(new["breaches"]) + 1 if hit else 0
@@ -391,6 +484,7 @@ def evaluate(
     states: Mapping[str, Mapping[str, Any]] | None,
     records: Sequence[Mapping[str, Any]],
     now: datetime | float,
+    champion_metrics: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, dict], list[dict]]:
     """Step every rule on the newest windows.
 
@@ -399,6 +493,9 @@ def evaluate(
         states: Stored state per rule id (a missing id starts from :func:`initial_state`).
         records: Window records, oldest first.
         now: Time of the evaluation.
+        champion_metrics: The current champion's held-out metrics: the thresholds of
+            champion-relative rules are recomputed from them (:func:`resolve_threshold`).
+            None keeps every rule's stored threshold.
 
     Returns:
         ``(states, events)``: the new state per rule id, and one ``{"event", "rule",
@@ -409,6 +506,8 @@ def evaluate(
     merged: dict[int, Mapping[str, Any] | None] = {}  # one merge per window length
     for raw in rules:
         rule = validate_rule(raw)
+        if champion_metrics is not None:
+            rule = resolve_threshold(rule, champion_metrics)
         if rule["window"] not in merged:
             merged[rule["window"]] = _recent(records, rule["window"])
         record = merged[rule["window"]]
@@ -448,78 +547,78 @@ def _champion(metrics: Mapping[str, Any] | None, *path: str) -> float | None:
 def default_rules(
     champion_metrics: Mapping[str, Any] | None,
     *,
+    labels: Sequence[str] = (),
     tolerance: float = TOLERANCE,
     correction_rate: float = CORRECTION_RATE,
     cooldown: float = COOLDOWN,
 ) -> list[dict]:
     """The rules a new project gets, as data.
 
+    The champion-relative rules keep their ``tolerance``, so :func:`resolve_threshold` (and
+    :func:`evaluate`) move their thresholds when another model becomes champion; without a
+    champion their threshold is None and they stay quiet until there is one.
+
     Args:
         champion_metrics: The champion's held-out :func:`labeling.evaluation.evaluate` dict
             (``accuracy`` and ``per_class`` with ``precision``, ``recall``, ``support``), or
-            None without a champion (then only the rules that need none).
+            None without a champion.
+        labels: The project's labels, for the per-class rules (the classes with held-out
+            support in ``champion_metrics`` are used as well).
         tolerance: How far below its champion value a metric may fall.
         correction_rate: Share of feedback correcting the model that alerts.
         cooldown: Seconds between two firings of one rule.
 
     Returns:
-        Validated rules: realised audit accuracy below champion accuracy − tolerance (at
-        least 30 audits); per class with held-out support, recall and precision below the
-        champion's − tolerance (at least 10 rows of the class); the CBPE accuracy estimate
-        below the accuracy threshold; drift severity ``drift`` on 2 consecutive windows; the
-        feedback correction rate above ``correction_rate`` (at least 20 verdicts); and no
-        predictions in a window. A champion-relative rule whose threshold would be ≤ 0 (it
-        could never fire) is left out.
+        Validated rules: ``accuracy_below_champion`` (audited accuracy below the champion's
+        held-out accuracy − tolerance, on at least 30 audits); per class,
+        ``recall_below_champion[<label>]`` and ``precision_below_champion[<label>]`` (at least
+        10 rows of the class); ``cbpe_accuracy_below_champion`` (the CBPE estimate below the
+        accuracy threshold, on at least 100 predictions); ``drift`` (severity ``drift`` on 2
+        consecutive windows); ``correction_rate_high`` (feedback correction rate above
+        ``correction_rate``, on at least 20 verdicts); ``no_predictions`` (volume 0).
     """
-    rules: list[dict] = []
-    base = {"cooldown": cooldown, "hysteresis": 0.01}
-    accuracy = _champion(champion_metrics, "accuracy")
-    if accuracy is not None and accuracy - tolerance > 0:
-        rules.append(
-            base
-            | {
-                "id": "accuracy_below_champion",
-                "metric": "accuracy",
-                "op": "<",
-                "threshold": accuracy - tolerance,
-                "min_n": 30,
-                "severity": "critical",
-                "description": f"audited accuracy below the champion's held-out "
-                f"{accuracy:.3f} − {tolerance:g}",
-            }
-        )
+    relative = {"op": "<", "threshold": None, "tolerance": tolerance}
+    relative |= {"cooldown": cooldown, "hysteresis": 0.01}
+    rules: list[dict] = [
+        relative
+        | {
+            "id": "accuracy_below_champion",
+            "metric": "accuracy",
+            "min_n": 30,
+            "severity": "critical",
+            "description": f"audited accuracy more than {tolerance:g} below the champion's "
+            "held-out accuracy",
+        }
+    ]
     per_class = (champion_metrics or {}).get("per_class") or {}
+    classes = [str(v) for v in labels]
+    classes += [
+        str(label)
+        for label, scores in per_class.items()
+        if str(label) not in classes and ((scores or {}).get("support") or 0) > 0
+    ]
     for name in ("recall", "precision"):
-        for label, scores in per_class.items():
-            held = _champion(scores, name)
-            support = (scores or {}).get("support") or 0
-            if held is None or support <= 0 or held - tolerance <= 0:
-                continue
+        for label in classes:
             rules.append(
-                base
+                relative
                 | {
                     "id": f"{name}_below_champion[{label}]",
                     "metric": f"{name}[{label}]",
-                    "op": "<",
-                    "threshold": held - tolerance,
                     "min_n": 10,
-                    "description": f"audited {name} of {label!r} below the champion's "
-                    f"held-out {held:.3f} − {tolerance:g}",
+                    "description": f"audited {name} of {label!r} more than {tolerance:g} "
+                    f"below the champion's held-out {name}",
                 }
             )
-    if accuracy is not None and accuracy - tolerance > 0:
-        rules.append(
-            base
-            | {
-                "id": "cbpe_accuracy_below_champion",
-                "metric": "cbpe.accuracy",
-                "op": "<",
-                "threshold": accuracy - tolerance,
-                "min_n": 100,
-                "description": f"estimated (CBPE) accuracy below the champion's held-out "
-                f"{accuracy:.3f} − {tolerance:g}",
-            }
-        )
+    rules.append(
+        relative
+        | {
+            "id": "cbpe_accuracy_below_champion",
+            "metric": "cbpe.accuracy",
+            "min_n": 100,
+            "description": f"estimated (CBPE) accuracy more than {tolerance:g} below the "
+            "champion's held-out accuracy",
+        }
+    )
     rules.append(
         {
             "id": "drift",
@@ -532,14 +631,14 @@ def default_rules(
         }
     )
     rules.append(
-        base
-        | {
+        {
             "id": "correction_rate_high",
             "metric": "feedback.correction_rate",
             "op": ">",
             "threshold": float(correction_rate),
             "min_n": 20,
             "hysteresis": 0.05,
+            "cooldown": cooldown,
             "description": f"more than {correction_rate:.0%} of feedback corrects the model",
         }
     )
@@ -554,4 +653,4 @@ def default_rules(
             "description": "no predictions in a window",
         }
     )
-    return [validate_rule(r) for r in rules]
+    return [resolve_threshold(r, champion_metrics) for r in rules]

@@ -11,6 +11,7 @@ from labeling.alerting import (
     evaluate,
     initial_state,
     metric_value,
+    resolve_threshold,
     rule_value,
     step,
     validate_rule,
@@ -198,12 +199,74 @@ def test_default_rules_from_champion_metrics():
     # A different tolerance moves every champion-relative threshold.
     looser = {r["id"]: r for r in default_rules(champion(), tolerance=0.1)}
     assert looser["accuracy_below_champion"]["threshold"] == pytest.approx(0.80)
-    # Without a champion only the rules that need none.
-    assert {r["id"] for r in default_rules(None)} == {
-        "drift",
-        "correction_rate_high",
-        "no_predictions",
+    # Without a champion the champion-relative rules are there, waiting for a threshold.
+    pending = {r["id"]: r for r in default_rules(None, labels=LABELS)}
+    assert set(pending) == set(by_id)
+    assert pending["accuracy_below_champion"]["threshold"] is None
+    assert pending["accuracy_below_champion"]["tolerance"] == 0.05
+    assert pending["no_predictions"] == by_id["no_predictions"]
+
+
+def test_champion_relative_rules_wait_for_a_champion_and_follow_a_new_one():
+    (rule,) = [r for r in default_rules(None) if r["id"] == "accuracy_below_champion"]
+    terrible = window([("cat", "dog")] * 40)
+    # No champion: the rule has no threshold and stays quiet, whatever the value.
+    state, event = step(rule, None, rule_value(rule, [terrible]), 0.0)
+    assert event is None and state["status"] == "ok"
+    # A champion is promoted: the threshold is its held-out accuracy minus the tolerance.
+    resolved = resolve_threshold(rule, champion())
+    assert resolved["threshold"] == pytest.approx(0.85) and resolved["baseline"] == 0.9
+    assert step(resolved, state, rule_value(resolved, [terrible]), 1.0)[1] == FIRING
+    # A weaker champion replaces it: the same rule now tolerates lower accuracy.
+    weaker = evaluate_heldout(["cat"] * 10, ["cat"] * 6 + ["dog"] * 4, LABELS)
+    assert resolve_threshold(rule, weaker)["threshold"] == pytest.approx(0.55)
+    # evaluate() resolves the thresholds itself.
+    middling = window([("cat", "cat")] * 30 + [("cat", "dog")] * 10)  # 0.75
+    _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=champion())
+    assert [e["rule"] for e in events] == ["accuracy_below_champion"]
+    assert events[0]["threshold"] == pytest.approx(0.85)
+    _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=weaker)
+    assert events == []
+    _, events = evaluate([rule], None, [middling], 0.0)
+    assert events == []
+
+
+def test_rules_in_the_web_apps_spelling():
+    row = {
+        "name": "dog recall",
+        "metric": "recall",
+        "params": {"class": "dog", "tolerance": 0.1},
+        "comparison": "<",
+        "threshold": None,
+        "window": 1,
+        "persistence": 1,
+        "cooldown_seconds": 3600,
+        "hysteresis": 0.0,
+        "actions": {"retrain": True},
     }
+    rule = validate_rule(row)
+    assert rule["id"] == "dog recall" and rule["op"] == "<" and rule["cooldown"] == 3600.0
+    assert rule["metric"] == "recall[dog]" and rule["tolerance"] == 0.1
+    assert rule["actions"] == {"retrain": True}
+    assert resolve_threshold(row, champion())["threshold"] == pytest.approx(0.75)
+    short = {"id": "x", "comparison": "<", "threshold": 0.8}
+    assert validate_rule(short | {"metric": "cbpe_accuracy"})["metric"] == "cbpe.accuracy"
+    assert validate_rule(short | {"metric": "correction_rate"})["metric"] == (
+        "feedback.correction_rate"
+    )
+    cbpe_recall = validate_rule(short | {"metric": "cbpe_recall", "params": {"class": "cat"}})
+    assert cbpe_recall["metric"] == "cbpe.recall[cat]"
+    # An upper rule relative to the champion: ECE may rise by the tolerance.
+    proba = [[0.9, 0.1]] * 20 + [[0.3, 0.7]] * 20
+    calibrated = evaluate_heldout(
+        ["cat"] * 18 + ["dog"] * 22, ["cat"] * 20 + ["dog"] * 20, LABELS, proba
+    )
+    ece = {"id": "e", "metric": "ece", "comparison": ">", "threshold": None}
+    ece |= {"params": {"tolerance": 0.05}}
+    held = calibrated["calibration"]["ece"]
+    assert resolve_threshold(ece, calibrated)["threshold"] == pytest.approx(held + 0.05)
+    drift = validate_rule({"id": "d", "metric": "drift", "comparison": "==", "threshold": "drift"})
+    assert drift["metric"] == "drift.severity"
 
 
 def test_default_rules_fire_on_the_windows_a_user_would_worry_about():
