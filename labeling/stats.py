@@ -74,6 +74,20 @@ def _recalls_cm(cm: np.ndarray) -> np.ndarray:
     return np.divide(tp, support, out=np.full(tp.shape, np.nan), where=support > 0)
 
 
+def _precisions_cm(cm: np.ndarray) -> np.ndarray:
+    """Precision per class, NaN for a class never predicted: shape (B, k)."""
+    tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
+    predicted = cm.sum(axis=1)
+    return np.divide(tp, predicted, out=np.full(tp.shape, np.nan), where=predicted > 0)
+
+
+def _f1s_cm(cm: np.ndarray) -> np.ndarray:
+    """F1 per class, NaN for a class neither true nor predicted: shape (B, k)."""
+    tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
+    denom = cm.sum(axis=2) + cm.sum(axis=1)
+    return np.divide(2 * tp, denom, out=np.full(tp.shape, np.nan), where=denom > 0)
+
+
 def _balanced_accuracy_cm(cm: np.ndarray) -> np.ndarray:
     """Mean recall over the classes that occur as a true label."""
     recall = _recalls_cm(cm)
@@ -337,6 +351,71 @@ def class_recall_intervals(
     return out
 
 
+def confusion_intervals(
+    matrix,
+    labels: Sequence,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Bootstrap intervals of per-class precision, recall and F1 from a confusion matrix.
+
+    The matrix's counts are all a row bootstrap needs (see the module docstring), so stored
+    matrices can be added up and their intervals recomputed without the rows. Rows holding the
+    same cells in any order give the same intervals for the same seed, and the recall
+    intervals equal :func:`class_recall_intervals` on those rows.
+
+    Args:
+        matrix: ``(k, k)`` counts, rows are true labels, columns predicted, in ``labels`` order.
+        labels: The class of each row and column.
+        n_boot: Number of resamples.
+        alpha: One minus the confidence level (two-sided).
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{"precision": {label: (lo, hi)}, "recall": {...}, "f1": {...}, "accuracy": (lo, hi),
+        "macro_f1": (lo, hi), "balanced_accuracy": (lo, hi)}``; NaN bounds where undefined
+        (no rows, or a class never predicted for precision / never true for recall).
+    """
+    _check_boot(n_boot, alpha)
+    order = [str(v) for v in labels]
+    k = len(order)
+    cm = np.asarray(matrix, dtype=np.int64).reshape(k, k) if k else np.zeros((0, 0), np.int64)
+    if (cm < 0).any():
+        raise ValueError("a confusion matrix holds counts, not negative numbers")
+    nan = (math.nan, math.nan)
+    per_class = ("precision", "recall", "f1")
+    scalars = ("accuracy", "macro_f1", "balanced_accuracy")
+    if cm.sum() == 0:
+        return {name: dict.fromkeys(order, nan) for name in per_class} | dict.fromkeys(scalars, nan)
+    cells = np.repeat(np.arange(k * k), cm.ravel())
+    t, p = cells // k, cells % k
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in per_class + scalars}
+    batch_fns = {"precision": _precisions_cm, "recall": _recalls_cm, "f1": _f1s_cm}
+    for (boot,) in _resampled_confusions(t, [p], k, n_boot, rng):
+        for name, fn in batch_fns.items():
+            parts[name].append(fn(boot))
+        for name in scalars:
+            parts[name].append(_BATCH_METRICS[name](boot))
+    qs = [alpha / 2, 1 - alpha / 2]
+    defined = {
+        "precision": cm.sum(axis=0) > 0,
+        "recall": cm.sum(axis=1) > 0,
+        "f1": cm.sum(axis=0) + cm.sum(axis=1) > 0,
+    }
+    out: dict = {}
+    for name in per_class:
+        values = np.concatenate(parts[name])
+        out[name] = {
+            label: tuple(_percentiles(values[:, i], qs)) if defined[name][i] else nan
+            for i, label in enumerate(order)
+        }
+    for name in scalars:
+        out[name] = tuple(_percentiles(np.concatenate(parts[name]), qs))
+    return out
+
+
 # --- calibration -------------------------------------------------------------------------------
 
 
@@ -376,6 +455,64 @@ def brier_score(y_true: Sequence, proba, labels: Sequence) -> float:
     return float(sq.mean())
 
 
+def confidence_bins(confidence, n_bins: int = 10) -> np.ndarray:
+    """The equal-width bin of each confidence: bin ``i`` holds ``(i/n_bins, (i+1)/n_bins]``.
+
+    The first bin also holds 0 (and anything below); values above 1 go to the last bin.
+
+    Args:
+        confidence: Confidences in [0, 1].
+        n_bins: Number of bins.
+
+    Returns:
+        Integer bin index per value, in ``[0, n_bins)``.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    c = np.asarray(confidence, dtype=float)
+    return np.clip(np.ceil(c * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def calibration_bins(y_true: Sequence, proba, labels: Sequence, n_bins: int = 10) -> dict:
+    """Per confidence bin: rows, summed top-label confidence and rows predicted right.
+
+    These sums are the sufficient statistics of :func:`expected_calibration_error` and of a
+    reliability diagram: bins of disjoint row sets add up, so they can be stored and merged.
+
+    Args:
+        y_true: True label per row.
+        proba: ``(rows, len(labels))`` probabilities, columns in ``labels`` order.
+        labels: The class of each column.
+        n_bins: Number of bins (as in :func:`confidence_bins`).
+
+    Returns:
+        ``{"count": [int], "confidence": [float], "correct": [int]}``, one entry per bin.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    P, t = _proba_matrix(y_true, proba, labels)
+    if len(t) == 0:
+        return {"count": [0] * n_bins, "confidence": [0.0] * n_bins, "correct": [0] * n_bins}
+    top = P.argmax(axis=1)
+    confidence = P[np.arange(len(t)), top]
+    bins = confidence_bins(confidence, n_bins)
+    return {
+        "count": [int(v) for v in np.bincount(bins, minlength=n_bins)],
+        "confidence": [float(v) for v in np.bincount(bins, weights=confidence, minlength=n_bins)],
+        "correct": [int(v) for v in np.bincount(bins[top == t], minlength=n_bins)],
+    }
+
+
+def ece_from_bins(bins: dict) -> float:
+    """Expected calibration error from :func:`calibration_bins` sums (NaN on no rows)."""
+    count = np.asarray(bins["count"], dtype=float)
+    total = count.sum()
+    if total == 0:
+        return math.nan
+    gap = np.abs(np.asarray(bins["correct"], dtype=float) - np.asarray(bins["confidence"]))
+    return float(gap.sum() / total)
+
+
 def expected_calibration_error(
     y_true: Sequence, proba, labels: Sequence, n_bins: int = 10
 ) -> float:
@@ -384,7 +521,8 @@ def expected_calibration_error(
     The confidence of a row is its highest probability, and the row is right when that
     column's label is the true one. ECE is the row-weighted mean over bins of
     ``|accuracy - mean confidence|``; bin ``i`` holds confidences in ``(i/n_bins,
-    (i+1)/n_bins]`` (the first also holds 0).
+    (i+1)/n_bins]`` (the first also holds 0). The per-bin sums (a reliability diagram) are
+    :func:`calibration_bins`.
 
     Args:
         y_true: True label per row.
@@ -395,21 +533,7 @@ def expected_calibration_error(
     Returns:
         A value in [0, 1]; NaN on no rows.
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
-    P, t = _proba_matrix(y_true, proba, labels)
-    if len(t) == 0:
-        return math.nan
-    top = P.argmax(axis=1)
-    confidence = P[np.arange(len(t)), top]
-    correct = (top == t).astype(float)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(
-        np.bincount(bins, weights=correct, minlength=n_bins)
-        - np.bincount(bins, weights=confidence, minlength=n_bins)
-    )
-    return float(gap.sum() / len(t)) if count.sum() else math.nan
+    return ece_from_bins(calibration_bins(y_true, proba, labels, n_bins))
 
 
 # --- paired comparisons ------------------------------------------------------------------------
