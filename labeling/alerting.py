@@ -69,7 +69,12 @@ RULE_DEFAULTS: dict[str, Any] = {
     "tolerance": None,
     "severity": "warning",
     "description": "",
+    "bound": "value",
 }
+#: Which part of a figure with an interval a rule reads: the point estimate, or the upper or
+#: lower end of its 95% interval. A `<` rule on `upper` fires only when even the interval's
+#: top is below the threshold (the drop is significant), so small samples do not cry wolf.
+BOUNDS = {"value": "value", "upper": "hi", "lower": "lo"}
 #: Other spellings of rule fields (the web app's column names) and what they mean here.
 ALIASES = {"comparison": "op", "cooldown_seconds": "cooldown", "name": "id"}
 #: Short metric names, with the class in ``params`` (``{"class": label}``) where one is needed.
@@ -168,6 +173,8 @@ def validate_rule(rule: Mapping[str, Any]) -> dict:
         out[key] = float(value)
     if out["op"] not in ORDERED_OPS and out["hysteresis"] != 0:
         raise ValueError(f"hysteresis needs an ordered comparison, not {out['op']!r}")
+    if out["bound"] not in BOUNDS:
+        raise ValueError(f"bound must be one of {', '.join(BOUNDS)}, got {out['bound']!r}")
     if out["severity"] not in SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
     return out
@@ -357,7 +364,9 @@ _NAME = re.compile(r"^(?:(?P<source>all|cbpe)\.)?(?P<metric>[a-z_]+)(?:\[(?P<lab
 _CLASS_METRICS = ("precision", "recall", "f1")
 
 
-def metric_value(record: Mapping[str, Any], metric: str, min_n: int = 0) -> Any:
+def metric_value(
+    record: Mapping[str, Any], metric: str, min_n: int = 0, bound: str = "value"
+) -> Any:
     """The value of a named metric in one window record, None when missing.
 
     Args:
@@ -368,6 +377,8 @@ def metric_value(record: Mapping[str, Any], metric: str, min_n: int = 0) -> Any:
             rows for ``accuracy`` and ``macro_f1``, the class's true rows for ``recall`` and
             ``f1``, its predicted rows for ``precision``, decided feedback for the feedback
             rates, rows with a confidence for ``confidence.mean``, estimated rows for CBPE.
+        bound: For a figure with an interval, ``value`` (the point estimate), ``upper`` or
+            ``lower`` (the ends of its interval; see :data:`BOUNDS`).
 
     Returns:
         A number, or for ``drift.<key>`` whatever the drift dict holds; None when missing.
@@ -375,6 +386,7 @@ def metric_value(record: Mapping[str, Any], metric: str, min_n: int = 0) -> Any:
     Raises:
         ValueError: The name is not a known metric.
     """
+    key = BOUNDS[bound]
     if metric.startswith("drift."):
         return _clean((record.get("drift") or {}).get(metric[len("drift.") :]))
     if metric == "volume":
@@ -385,7 +397,7 @@ def metric_value(record: Mapping[str, Any], metric: str, min_n: int = 0) -> Any:
     if metric in ("feedback.correction_rate", "feedback.acceptance_rate"):
         block = record.get("feedback") or {}
         rate = block.get(metric[len("feedback.") :]) or {}
-        return _enough(rate.get("value"), block.get("n"), min_n)
+        return _enough(rate.get(key), block.get("n"), min_n)
     if metric in (
         "calibration.ece",
         "calibration.brier",
@@ -408,22 +420,22 @@ def metric_value(record: Mapping[str, Any], metric: str, min_n: int = 0) -> Any:
         if not block:
             return None
         if label is None:
-            return _enough(block[name].get("value"), block.get("n"), min_n)
+            return _enough(block[name].get(key), block.get("n"), min_n)
         per = (block.get("per_class") or {}).get(label)
         if not per:
             return None
         n = per.get("predicted") if name == "precision" else per.get("expected_support")
-        return _enough(per[name].get("value"), n, min_n)
+        return _enough(per[name].get(key), n, min_n)
     block = (record.get("labeled") or {}).get(source or "audit")
     if not block:
         return None
     if label is None:
-        return _enough((block.get(name) or {}).get("value"), block.get("n"), min_n)
+        return _enough((block.get(name) or {}).get(key), block.get("n"), min_n)
     per = (block.get("per_class") or {}).get(label)
     if not per:
         return None
     n = per.get("predicted") if name == "precision" else per.get("support")
-    return _enough((per.get(name) or {}).get("value"), n, min_n)
+    return _enough((per.get(name) or {}).get(key), n, min_n)
 
 
 def _enough(value: Any, n: Any, min_n: int) -> Any:
@@ -468,7 +480,11 @@ def rule_value(rule: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) ->
     """
     rule = validate_rule(rule)
     record = _recent(records, rule["window"])
-    return None if record is None else metric_value(record, rule["metric"], rule["min_n"])
+    return (
+        None
+        if record is None
+        else metric_value(record, rule["metric"], rule["min_n"], rule["bound"])
+    )
 
 
 def _recent(records: Sequence[Mapping[str, Any]], window: int) -> Mapping[str, Any] | None:
@@ -511,7 +527,11 @@ def evaluate(
         if rule["window"] not in merged:
             merged[rule["window"]] = _recent(records, rule["window"])
         record = merged[rule["window"]]
-        value = None if record is None else metric_value(record, rule["metric"], rule["min_n"])
+        value = (
+            None
+            if record is None
+            else metric_value(record, rule["metric"], rule["min_n"], rule["bound"])
+        )
         state, event = step(rule, states.get(rule["id"]), value, now)
         new_states[rule["id"]] = state
         if event:
@@ -522,7 +542,11 @@ def evaluate(
                     "metric": rule["metric"],
                     "op": rule["op"],
                     "threshold": rule["threshold"],
-                    "value": state["value"],
+                    # The point estimate; `compared` is what the rule tested (the end of the
+                    # interval for a rule on a bound).
+                    "value": _point(record, rule),
+                    "compared": state["value"],
+                    "bound": rule["bound"],
                     "severity": rule["severity"],
                     "at": state["evaluated_at"],
                 }
@@ -531,6 +555,11 @@ def evaluate(
 
 
 # --- defaults ----------------------------------------------------------------------------------
+
+
+def _point(record: Mapping[str, Any] | None, rule: Mapping[str, Any]) -> Any:
+    """The rule's metric as a point estimate (what a person reads first)."""
+    return None if record is None else metric_value(record, rule["metric"], rule["min_n"])
 
 
 def _champion(metrics: Mapping[str, Any] | None, *path: str) -> float | None:
@@ -570,12 +599,14 @@ def default_rules(
 
     Returns:
         Validated rules: ``accuracy_below_champion`` (audited accuracy below the champion's
-        held-out accuracy − tolerance, on at least 30 audits); per class,
-        ``recall_below_champion[<label>]`` and ``precision_below_champion[<label>]`` (at least
-        10 rows of the class); ``cbpe_accuracy_below_champion`` (the CBPE estimate below the
+        held-out accuracy − tolerance, on at least 30 audits, significantly: the top of its
+        95% interval is below); per class, ``recall_below_champion[<label>]`` and
+        ``precision_below_champion[<label>]`` (at least 10 rows of the class, significantly);
+        ``cbpe_accuracy_below_champion`` (the CBPE estimate below the
         accuracy threshold, on at least 100 predictions); ``drift`` (severity ``drift`` on 2
         consecutive windows); ``correction_rate_high`` (feedback correction rate above
-        ``correction_rate``, on at least 20 verdicts); ``no_predictions`` (volume 0).
+        ``correction_rate``, on at least 20 verdicts, significantly: the bottom of its interval
+        is above); ``no_predictions`` (volume 0).
     """
     relative = {"op": "<", "threshold": None, "tolerance": tolerance}
     relative |= {"cooldown": cooldown, "hysteresis": 0.01}
@@ -584,6 +615,7 @@ def default_rules(
         | {
             "id": "accuracy_below_champion",
             "metric": "accuracy",
+            "bound": "upper",
             "min_n": 30,
             "severity": "critical",
             "description": f"audited accuracy more than {tolerance:g} below the champion's "
@@ -604,6 +636,7 @@ def default_rules(
                 | {
                     "id": f"{name}_below_champion[{label}]",
                     "metric": f"{name}[{label}]",
+                    "bound": "upper",
                     "min_n": 10,
                     "description": f"audited {name} of {label!r} more than {tolerance:g} "
                     f"below the champion's held-out {name}",
@@ -634,6 +667,7 @@ def default_rules(
         {
             "id": "correction_rate_high",
             "metric": "feedback.correction_rate",
+            "bound": "lower",
             "op": ">",
             "threshold": float(correction_rate),
             "min_n": 20,

@@ -7,6 +7,7 @@ import random
 
 from sqlalchemy import select
 
+from webapp.alerts import add_default_rules
 from webapp.extensions import db
 from webapp.models import ApiKey, Membership, Project, User
 from webapp.pool import import_items
@@ -49,6 +50,7 @@ def make_project(
     )
     db.session.add(project)
     db.session.flush()
+    add_default_rules(project)
     users = db.session.scalars(select(User)).all() if members == "all" else members
     db.session.add_all(Membership(user_id=u.id, project_id=project.id) for u in users)
     db.session.commit()

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from labeling.training import DEFAULT_TEMPLATE, TEMPLATE_KIND, TEMPLATES
 
 from . import demo, importfile, jobs, pool, registry, settings, training
+from .alerts import add_default_rules
 from .commands import apikey_cli, project_cli, user_cli
 from .commands import project_arg as _project
 from .commands import stdin_is_tty as _stdin_is_tty
@@ -161,6 +162,8 @@ def create_project(
         settings={},
     )
     db.session.add(project)
+    db.session.flush()
+    add_default_rules(project)
     db.session.commit()
     click.echo(f"Created project {slug} ({kind}, {len(label_list)} labels, template {template}).")
 

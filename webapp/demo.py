@@ -27,6 +27,7 @@ from honcho.printer import Printer
 from sqlalchemy import delete, func, select, update
 
 from . import jobs, pool, training
+from .alerts import add_default_rules
 from .auth import manage
 from .enums import Kind, Role, RunStatus, Trigger
 from .extensions import db
@@ -190,6 +191,8 @@ def build_demo(
             settings={},
         )
         db.session.add(project)
+        db.session.flush()
+        add_default_rules(project)
         db.session.commit()
     elif project.kind != Kind.TEXT or list(project.labels) != BBC_LABELS:
         raise DemoError(

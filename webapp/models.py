@@ -713,9 +713,14 @@ class MonitorState(db.Model):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
     )
-    # The newest annotation and feedback ids already folded into windows.
+    # The newest prediction, annotation and feedback ids already folded into windows (ids,
+    # not times: a logged prediction may be backfilled into an old window).
+    prediction_id: Mapped[int] = mapped_column(BigInteger, default=0)
     annotation_id: Mapped[int] = mapped_column(BigInteger, default=0)
     feedback_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Drift references of the app's own models (no Corrigo version to hold one), by model key:
+    # the first logged predictions (labeling.drift.reference_from_predictions).
+    references: Mapped[dict] = mapped_column(JSON, default=dict)
     computed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

@@ -618,6 +618,8 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
     )
     baseline = evaluation.majority_baseline(list(y_train), list(y_held), label_set)
     artifact = artifacts.dumps(model)
+    progress("summarising")
+    reference, calibrator = _monitoring_reference(project, model, X_train, X_held, y_held)
 
     progress("recording")
 
@@ -641,6 +643,8 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
             train_size=sizes[0],
             metrics=candidate_metrics,
             run_id=run_id,
+            reference=reference,
+            calibrator=calibrator,
             **lineage,
         )
         db.session.add(version)
@@ -675,6 +679,20 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
         db.session.commit()
 
     _write_retrying(record_outcome)
+
+
+def _monitoring_reference(project: Project, model, X_train, X_held, y_held):
+    """What monitoring compares the version with (`webapp.monitoring.reference_for`); a
+    version is still recorded, unmonitored, if that fails."""
+    from . import monitoring
+
+    try:
+        reference, calibrator = monitoring.reference_for(project, model, X_train, X_held, y_held)
+    except Exception:  # noqa: BLE001 (monitoring must never cost a retrain its model)
+        log.exception("no monitoring reference for a version of project %s", project.slug)
+        return None, None
+    db.session.commit()  # end the read's transaction: the outcome is written in its own
+    return reference, calibrator
 
 
 def _outcome(passed: bool, champion_no: int | None, promote_to: str) -> Decision:

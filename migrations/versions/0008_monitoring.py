@@ -85,8 +85,10 @@ def upgrade():
     op.create_table(
         "monitor_state",
         sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("prediction_id", sa.BigInteger(), nullable=False),
         sa.Column("annotation_id", sa.BigInteger(), nullable=False),
         sa.Column("feedback_id", sa.BigInteger(), nullable=False),
+        sa.Column("references", sa.JSON(), nullable=False),
         sa.Column("computed_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["project_id"],

@@ -221,9 +221,12 @@ def test_champion_relative_rules_wait_for_a_champion_and_follow_a_new_one():
     weaker = evaluate_heldout(["cat"] * 10, ["cat"] * 6 + ["dog"] * 4, LABELS)
     assert resolve_threshold(rule, weaker)["threshold"] == pytest.approx(0.55)
     # evaluate() resolves the thresholds itself.
-    middling = window([("cat", "cat")] * 30 + [("cat", "dog")] * 10)  # 0.75
+    middling = window([("cat", "cat")] * 150 + [("cat", "dog")] * 50)  # 0.75 on 200 audits
     _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=champion())
     assert [e["rule"] for e in events] == ["accuracy_below_champion"]
+    # The same 0.75 on 40 audits is not significantly below 0.85 (its interval reaches 0.86).
+    thin = window([("cat", "cat")] * 30 + [("cat", "dog")] * 10)
+    assert evaluate([rule], None, [thin], 0.0, champion_metrics=champion())[1] == []
     assert events[0]["threshold"] == pytest.approx(0.85)
     _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=weaker)
     assert events == []
@@ -274,8 +277,8 @@ def test_default_rules_fire_on_the_windows_a_user_would_worry_about():
     good = window(
         [("cat", "cat")] * 19 + [("cat", "dog")] + [("dog", "dog")] * 18 + [("dog", "cat")] * 2
     )
-    # Dog recall collapses: 10 of 20 dogs are called cats.
-    bad = window([("cat", "cat")] * 20 + [("dog", "dog")] * 10 + [("dog", "cat")] * 10)
+    # Dog recall collapses: 50 of 100 dogs are called cats (on 200 audits: significant).
+    bad = window([("cat", "cat")] * 100 + [("dog", "dog")] * 50 + [("dog", "cat")] * 50)
     silent = window([], n_predictions=0)
     complaints = window([], corrections=(10, 15))
 
@@ -346,7 +349,7 @@ def test_metric_names_read_the_window_figures():
 
 def test_evaluate_steps_every_rule_and_reports_events():
     rules = default_rules(champion())
-    bad = window([("cat", "cat")] * 20 + [("dog", "dog")] * 10 + [("dog", "cat")] * 10)
+    bad = window([("cat", "cat")] * 100 + [("dog", "dog")] * 50 + [("dog", "cat")] * 50)
     start = datetime(2025, 3, 1)
     states, events = evaluate(rules, None, [bad], start)
     fired = {e["rule"] for e in events}

@@ -1,0 +1,355 @@
+"""Production monitoring: references at training time, stored windows, and alerts on them.
+
+- **References.** Every retrain summarises, once, what the new version will be compared with
+  (`reference_for`): a uniform random sample of the project's pool (the population the model
+  was trained from, without the active-learning bias of the labeled items; the held-out audits
+  are a uniform sample of the same pool), summarised by `labeling.drift` (quantile sketches,
+  category counts, text length and out-of-vocabulary share against the training texts'
+  vocabulary, the version's predicted labels and confidences, a capped sample of its own
+  features for the domain classifier), and the CBPE calibrator fitted on its held-out audits
+  (`labeling.monitoring.CBPE`). Apps that log their own model's predictions get a reference
+  from their first logged predictions instead (prediction drift only).
+- **Windows.** `run_monitoring` (the clock enqueues it for every project) recomputes exactly
+  the windows that changed since its last pass: those that received predictions (a backfilled
+  one lands in an old window), or labels or feedback on their predictions. A window is one
+  `monitor_window` slice of one model's traffic; its row holds the figures with intervals
+  (with their sufficient statistics, so longer periods merge without raw rows), the drift
+  against the model's reference, and the CBPE estimate. Reading 90 windows reads 90 rows.
+- **Alerts.** After the windows, every enabled rule is evaluated on the newest windows
+  (`webapp.alerts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select
+
+from labeling import drift, training
+from labeling import monitoring as stats
+
+from .extensions import db
+from .models import (
+    Annotation,
+    Feedback,
+    Item,
+    ModelVersion,
+    MonitorState,
+    MonitorWindow,
+    Prediction,
+    Project,
+    utcnow,
+)
+from .training import first_lane, load_model
+from .transaction import unit_of_work
+
+log = logging.getLogger(__name__)
+
+# Pool items sampled for a version's drift reference.
+REFERENCE_ROWS = 5000
+# Tokens of the training texts kept as the vocabulary the out-of-vocabulary share is measured
+# against (the most frequent ones).
+VOCABULARY_CAP = 50_000
+# Logged predictions an app's own model is referenced on.
+APP_REFERENCE_ROWS = 1000
+_TOKEN = re.compile(drift.TOKEN_PATTERN)
+
+
+# ---------------------------------------------------------------------------------------------
+# References, built once per version at training time
+
+
+def _vocabulary(texts: Iterable[str]) -> list[str]:
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts:
+        for token in _TOKEN.findall(str(text).lower()):
+            counts[token] += 1
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))
+    return sorted(ranked[:VOCABULARY_CAP])
+
+
+def _model_features(model, X):
+    """The model's own features of X: its pipeline up to the classifier."""
+    return model[:-1].transform(X) if len(model.steps) > 1 else X
+
+
+def reference_for(project: Project, model, X_train, X_held, y_held) -> tuple[dict, dict]:
+    """The drift reference and the CBPE calibrator of a freshly trained version.
+
+    Reads a uniform random sample of the pool (`REFERENCE_ROWS` items by the items' random
+    key); the calibrator is fitted on the held-out audits (identity with too few of them).
+    """
+    labels = list(project.labels)
+    rows = db.session.scalars(
+        select(Item.data)
+        .where(Item.project_id == project.id, Item.excluded_at.is_(None))
+        .order_by(Item.rand)
+        .limit(REFERENCE_ROWS)
+    ).all()
+    X = training.to_matrix(project.kind, list(rows), project.features)
+    proba = training.predict_proba_for(model, X, labels) if len(rows) else np.zeros((0, 0))
+    predicted = [labels[i] for i in proba.argmax(axis=1)] if len(rows) else []
+    confidence = proba.max(axis=1) if len(rows) else []
+    common = {
+        "predicted_labels": predicted,
+        "confidences": confidence,
+        "bins": int(project.setting("drift_bins")),
+        "features": _model_features(model, X) if len(rows) else None,
+        "source": f"{len(rows)} random pool items and the version's predictions on them",
+    }
+    if project.kind == "text":
+        vocabulary = _vocabulary(X_train)
+        reference = drift.build_reference(texts=X, vocabulary=vocabulary, **common)
+        reference["vocabulary"] = vocabulary
+    else:
+        reference = drift.build_reference(X_numeric=X, feature_names=project.features, **common)
+    calibrator = stats.CBPE(labels)
+    if len(y_held):
+        calibrator.fit([str(y) for y in y_held], training.predict_proba_for(model, X_held, labels))
+    return reference, calibrator.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def window_start(when: datetime, length: int) -> datetime:
+    """The start of the `length`-second window holding `when` (aligned on the Unix epoch)."""
+    epoch = datetime(1970, 1, 1)
+    seconds = int((when - epoch).total_seconds())
+    return epoch + timedelta(seconds=seconds - seconds % length)
+
+
+def _model_key(version: int | None, name: str | None) -> str:
+    if version is not None:
+        return f"v{version}"
+    return f"app:{name}" if name else "app"
+
+
+def _state(project_id: int) -> MonitorState:
+    state = db.session.get(MonitorState, project_id)
+    if state is None:
+        state = MonitorState(
+            project_id=project_id, prediction_id=0, annotation_id=0, feedback_id=0, references={}
+        )
+        db.session.add(state)
+        db.session.flush()
+    return state
+
+
+def _changed_windows(project_id: int, state: MonitorState, length: int) -> tuple[set, dict]:
+    """Starts of the windows that changed since the last pass, and the new high-water ids."""
+    marks = {}
+    times: set[datetime] = set()
+    new_predictions = db.session.execute(
+        select(Prediction.id, Prediction.created_at).where(
+            Prediction.project_id == project_id, Prediction.id > state.prediction_id
+        )
+    ).all()
+    if new_predictions:
+        marks["prediction_id"] = max(r[0] for r in new_predictions)
+        times.update(r[1] for r in new_predictions)
+    new_labels = db.session.execute(
+        select(Annotation.id, Prediction.created_at)
+        .join(Prediction, Prediction.item_id == Annotation.item_id)
+        .where(Annotation.project_id == project_id, Annotation.id > state.annotation_id)
+    ).all()
+    last_annotation = db.session.scalar(
+        select(func.max(Annotation.id)).where(Annotation.project_id == project_id)
+    )
+    if last_annotation and last_annotation > state.annotation_id:
+        marks["annotation_id"] = last_annotation
+    times.update(r[1] for r in new_labels)
+    new_feedback = db.session.execute(
+        select(Feedback.id, Prediction.created_at)
+        .join(Prediction, Prediction.id == Feedback.prediction_id)
+        .where(Feedback.project_id == project_id, Feedback.id > state.feedback_id)
+    ).all()
+    if new_feedback:
+        marks["feedback_id"] = max(r[0] for r in new_feedback)
+        times.update(r[1] for r in new_feedback)
+    return {window_start(t, length) for t in times}, marks
+
+
+def _window_rows(project_id: int, start: datetime, end: datetime):
+    """Every prediction of the window with its model, item data, resolved label and lane."""
+    return db.session.execute(
+        select(
+            Prediction.id,
+            Prediction.label,
+            Prediction.probabilities,
+            ModelVersion.version,
+            Prediction.model_name,
+            Prediction.model_version_id,
+            Item.data,
+            Item.label,
+            first_lane(),
+        )
+        .join(Item, Item.id == Prediction.item_id)
+        .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(
+            Prediction.project_id == project_id,
+            Prediction.created_at >= start,
+            Prediction.created_at < end,
+        )
+        .order_by(Prediction.id)
+    ).all()
+
+
+def _feedback_of(prediction_ids: list[int]) -> dict[int, list]:
+    out: dict[int, list] = defaultdict(list)
+    for chunk in range(0, len(prediction_ids), 5000):
+        ids = prediction_ids[chunk : chunk + 5000]
+        for pid, correct, label in db.session.execute(
+            select(Feedback.prediction_id, Feedback.correct, Feedback.label).where(
+                Feedback.prediction_id.in_(ids)
+            )
+        ):
+            out[pid].append((correct, label))
+    return out
+
+
+def _app_reference(state: MonitorState, project: Project, key: str, name: str | None) -> dict:
+    """The reference of an app's own model: its first logged predictions (built once)."""
+    references = dict(state.references or {})
+    if key not in references:
+        rows = db.session.execute(
+            select(Prediction.label, Prediction.probabilities)
+            .where(
+                Prediction.project_id == project.id,
+                Prediction.model_version_id.is_(None),
+                Prediction.model_name.is_(None) if name is None else Prediction.model_name == name,
+            )
+            .order_by(Prediction.created_at, Prediction.id)
+            .limit(APP_REFERENCE_ROWS)
+        ).all()
+        with_proba = all(r[1] for r in rows)
+        references[key] = drift.reference_from_predictions(
+            [r[0] for r in rows],
+            [r[1] for r in rows] if with_proba else None,
+            first=APP_REFERENCE_ROWS,
+            bins=int(project.setting("drift_bins")),
+        )
+        references[key]["until"] = len(rows)
+        state.references = references
+    return references[key]
+
+
+def _compute(project: Project, state: MonitorState, start: datetime, end: datetime) -> int:
+    """Recompute every model's window starting at `start`; return how many were written."""
+    labels = list(project.labels)
+    groups: dict[str, list] = defaultdict(list)
+    for row in _window_rows(project.id, start, end):
+        groups[_model_key(row[3], row[4])].append(row)
+    feedback = _feedback_of([r[0] for rows in groups.values() for r in rows])
+    existing = {
+        w.model_key: w
+        for w in db.session.scalars(
+            select(MonitorWindow).where(
+                MonitorWindow.project_id == project.id, MonitorWindow.start == start
+            )
+        )
+    }
+    written = 0
+    for key, rows in groups.items():
+        predicted = [r[1] for r in rows]
+        confidence = [stats.top_confidence(r[2]) for r in rows]
+        figures = stats.window_metrics(
+            labels,
+            predicted,
+            confidence,
+            feedback=[
+                {"predicted": r[1], "correct": c, "label": lab}
+                for r in rows
+                for c, lab in feedback.get(r[0], ())
+            ],
+            labeled=[
+                {"true": r[7], "predicted": r[1], "proba": r[2], "audit": r[8] == "audit"}
+                for r in rows
+                if r[7] is not None
+            ],
+        )
+        version_id = rows[0][5]
+        drift_result, estimate = _drift_and_estimate(project, state, key, rows, version_id)
+        window = existing.get(key) or MonitorWindow(
+            project_id=project.id, model_key=key, start=start
+        )
+        window.model_version_id = version_id
+        window.end = end
+        window.stats, window.drift, window.estimate = figures, drift_result, estimate
+        window.computed_at = utcnow()
+        db.session.add(window)
+        written += 1
+    return written
+
+
+def _drift_and_estimate(project, state, key, rows, version_id):
+    """Drift against the model's reference and the CBPE estimate, where each can be had."""
+    thresholds = None
+    predicted = [r[1] for r in rows]
+    probabilities = [r[2] for r in rows]
+    confidence = drift.confidences_from_probabilities([p if p else None for p in probabilities])
+    has_proba = all(p for p in probabilities)
+    if version_id is None:
+        reference = _app_reference(state, project, key, rows[0][4])
+        result = drift.compare(
+            reference,
+            predicted_labels=predicted,
+            confidences=confidence if reference["predictions"]["confidence"] else None,
+            thresholds=thresholds,
+        )
+        return result, None
+    version = db.session.get(ModelVersion, version_id)
+    reference, calibrator = version.reference, version.calibrator
+    result = estimate = None
+    if reference:
+        X = training.to_matrix(project.kind, [r[6] for r in rows], project.features)
+        model = load_model(version)
+        common = {
+            "predicted_labels": predicted,
+            "confidences": confidence if has_proba else None,
+            "features": _model_features(model, X) if reference.get("sample") else None,
+        }
+        if project.kind == "text":
+            result = drift.compare(
+                reference, texts=X, vocabulary=reference.get("vocabulary"), **common
+            )
+        else:
+            result = drift.compare(reference, X_current=X, **common)
+    if calibrator and has_proba:
+        cbpe = stats.CBPE.from_dict(calibrator)
+        raw = cbpe.estimate_stats(stats.proba_matrix(probabilities, cbpe.labels), predicted)
+        estimate = {**stats.summarize_estimate(raw), "stats": raw}
+    return result, estimate
+
+
+@unit_of_work
+def run_monitoring(project_id: int, now: datetime | None = None) -> dict:
+    """Bring a project's windows up to date, then evaluate its alert rules (a job's unit).
+
+    Returns the counts of windows written and alerts changed.
+    """
+    from . import alerts
+
+    project = db.session.get(Project, project_id)
+    if project is None:
+        return {"windows": 0, "alerts": 0}
+    length = int(project.setting("monitor_window"))
+    state = _state(project_id)
+    starts, marks = _changed_windows(project_id, state, length)
+    written = 0
+    for start in sorted(starts):
+        written += _compute(project, state, start, start + timedelta(seconds=length))
+        db.session.flush()
+    for name, value in marks.items():
+        setattr(state, name, value)
+    state.computed_at = utcnow()
+    db.session.commit()
+    changed = alerts.evaluate_project(project, now or utcnow())
+    db.session.commit()
+    return {"windows": written, "alerts": changed}
