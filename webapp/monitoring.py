@@ -353,3 +353,38 @@ def run_monitoring(project_id: int, now: datetime | None = None) -> dict:
     changed = alerts.evaluate_project(project, now or utcnow())
     db.session.commit()
     return {"windows": written, "alerts": changed}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_windows(
+    project: Project,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    limit: int = 1000,
+) -> list[MonitorWindow]:
+    """Stored windows of the project, oldest first: those starting in [since, until), of one
+    model key (`v3`, `app:name`) or all; at most the newest `limit`. One indexed range read."""
+    query = select(MonitorWindow).where(MonitorWindow.project_id == project.id)
+    if since is not None:
+        query = query.where(MonitorWindow.start >= since)
+    if until is not None:
+        query = query.where(MonitorWindow.start < until)
+    if model is not None:
+        query = query.where(MonitorWindow.model_key == model)
+    rows = db.session.scalars(query.order_by(MonitorWindow.start.desc()).limit(limit)).all()
+    return rows[::-1]
+
+
+def model_keys(project: Project) -> list[str]:
+    """Every model key with stored windows, newest first."""
+    rows = db.session.execute(
+        select(MonitorWindow.model_key, func.max(MonitorWindow.start))
+        .where(MonitorWindow.project_id == project.id)
+        .group_by(MonitorWindow.model_key)
+        .order_by(func.max(MonitorWindow.start).desc())
+    ).all()
+    return [r[0] for r in rows]
