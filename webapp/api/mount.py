@@ -9,10 +9,32 @@ from flask_smorest.spec.plugins import FlaskPlugin
 
 from ..auth.ratelimit import api_key_prefix, api_limit, limiter
 from ..errors import PROBLEM
-from . import docs, items, labels, models, predictions, queue, runs, settings, webhooks
+from . import (
+    docs,
+    items,
+    labels,
+    models,
+    monitor,
+    predictions,
+    queue,
+    runs,
+    settings,
+    webhooks,
+)
 from .common import CONVERTERS, ERRORS, PREFIX, BigIdConverter, Blueprint, Problem, id_schema
 
-RESOURCES = (items, predictions, queue, runs, models, settings, labels, webhooks, docs)
+RESOURCES = (
+    items,
+    predictions,
+    queue,
+    runs,
+    models,
+    settings,
+    labels,
+    monitor,
+    webhooks,
+    docs,
+)
 
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 for _resource in RESOURCES:
