@@ -207,6 +207,12 @@ def resolve_threshold(rule: Mapping[str, Any], champion_metrics: Mapping[str, An
         ``all.`` metric is compared with the same held-out value) minus ``tolerance`` (plus
         it for ``>`` / ``>=``), and ``baseline`` = that
         held-out value; ``threshold`` None when the champion or its value is missing.
+
+        Where the champion's metrics carry a 95% interval for the value (accuracy, macro-F1,
+        balanced accuracy, a class's recall), the threshold starts from the end of that
+        interval on the rule's side (its lower end for ``<``) instead: a champion judged on
+        200 audits has a held-out value a few points off its true one, and production
+        measured against that lucky value would alert on nothing (``interval_baseline``).
     """
     rule = validate_rule(rule)
     if rule["tolerance"] is None:
@@ -222,8 +228,16 @@ def resolve_threshold(rule: Mapping[str, Any], champion_metrics: Mapping[str, An
         else:
             held = _champion(champion_metrics, "per_class", match["label"], match["metric"])
     sign = -1.0 if rule["op"] in ("<", "<=") else 1.0
-    threshold = None if held is None else held + sign * rule["tolerance"]
-    return rule | {"threshold": threshold, "baseline": held}
+    start = held
+    if held is not None and match and metric not in ("calibration.ece", "calibration.brier"):
+        intervals = (champion_metrics or {}).get("intervals") or {}
+        name, label = match["metric"], match["label"]
+        bounds = intervals.get(name) if label is None else (intervals.get(name) or {}).get(label)
+        end = (bounds or {}).get("lo" if sign < 0 else "hi")
+        if _is_number(end) and math.isfinite(float(end)):
+            start = float(end)
+    threshold = None if start is None else start + sign * rule["tolerance"]
+    return rule | {"threshold": threshold, "baseline": held, "interval_baseline": start}
 
 
 def _is_number(value: Any) -> bool:

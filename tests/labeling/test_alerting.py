@@ -163,11 +163,19 @@ def test_invalid_rules_are_refused_with_the_field_named():
 LABELS = ["cat", "dog"]
 
 
-def champion():
+def champion(scale: int = 1):
     # Held-out: accuracy 0.9; cat recall 0.95, dog recall 0.85; cat precision 19/22.
-    true = ["cat"] * 20 + ["dog"] * 20
-    pred = ["cat"] * 19 + ["dog"] + ["dog"] * 17 + ["cat"] * 3
+    true = (["cat"] * 20 + ["dog"] * 20) * scale
+    pred = (["cat"] * 19 + ["dog"] + ["dog"] * 17 + ["cat"] * 3) * scale
     return evaluate_heldout(true, pred, LABELS)
+
+
+def lower(metrics, *path):
+    """The lower end of a champion's 95% held-out interval (where relative thresholds start)."""
+    block = metrics["intervals"]
+    for key in path:
+        block = block[key]
+    return block["lo"]
 
 
 def window(acc_rows, n_predictions=50, corrections=(0, 0)):
@@ -184,12 +192,21 @@ def test_default_rules_from_champion_metrics():
     rules = default_rules(champion())
     json.dumps(rules, allow_nan=False)
     by_id = {r["id"]: r for r in rules}
-    assert by_id["accuracy_below_champion"]["threshold"] == pytest.approx(0.85)
-    assert by_id["recall_below_champion[cat]"]["threshold"] == pytest.approx(0.90)
-    assert by_id["recall_below_champion[dog]"]["threshold"] == pytest.approx(0.80)
+    held = champion()
+    accuracy_lo = lower(held, "accuracy")
+    assert 0.75 < accuracy_lo < 0.9  # 36 of 40 right: the interval's lower end, not 0.9
+    assert by_id["accuracy_below_champion"]["threshold"] == pytest.approx(accuracy_lo - 0.05)
+    assert by_id["accuracy_below_champion"]["baseline"] == pytest.approx(0.9)
+    assert by_id["recall_below_champion[cat]"]["threshold"] == pytest.approx(
+        lower(held, "recall", "cat") - 0.05
+    )
+    assert by_id["recall_below_champion[dog]"]["threshold"] == pytest.approx(
+        lower(held, "recall", "dog") - 0.05
+    )
+    # No interval for precision: its threshold starts from the value itself.
     assert by_id["precision_below_champion[cat]"]["threshold"] == pytest.approx(19 / 22 - 0.05)
     assert by_id["cbpe_accuracy_below_champion"]["metric"] == "cbpe.accuracy"
-    assert by_id["cbpe_accuracy_below_champion"]["threshold"] == pytest.approx(0.85)
+    assert by_id["cbpe_accuracy_below_champion"]["threshold"] == pytest.approx(accuracy_lo - 0.05)
     assert by_id["correction_rate_high"]["threshold"] == 0.3
     assert by_id["correction_rate_high"]["op"] == ">"
     assert {"metric": "volume", "op": "<=", "threshold": 0}.items() <= by_id[
@@ -198,7 +215,7 @@ def test_default_rules_from_champion_metrics():
     assert by_id["drift"]["persistence"] == 2
     # A different tolerance moves every champion-relative threshold.
     looser = {r["id"]: r for r in default_rules(champion(), tolerance=0.1)}
-    assert looser["accuracy_below_champion"]["threshold"] == pytest.approx(0.80)
+    assert looser["accuracy_below_champion"]["threshold"] == pytest.approx(accuracy_lo - 0.1)
     # Without a champion the champion-relative rules are there, waiting for a threshold.
     pending = {r["id"]: r for r in default_rules(None, labels=LABELS)}
     assert set(pending) == set(by_id)
@@ -213,21 +230,27 @@ def test_champion_relative_rules_wait_for_a_champion_and_follow_a_new_one():
     # No champion: the rule has no threshold and stays quiet, whatever the value.
     state, event = step(rule, None, rule_value(rule, [terrible]), 0.0)
     assert event is None and state["status"] == "ok"
-    # A champion is promoted: the threshold is its held-out accuracy minus the tolerance.
-    resolved = resolve_threshold(rule, champion())
-    assert resolved["threshold"] == pytest.approx(0.85) and resolved["baseline"] == 0.9
+    # A champion is promoted (judged on 400 audits): the threshold is the lower end of its
+    # held-out accuracy's interval minus the tolerance.
+    held = champion(scale=10)
+    resolved = resolve_threshold(rule, held)
+    threshold = lower(held, "accuracy") - 0.05
+    assert 0.8 < threshold < 0.85 and resolved["baseline"] == 0.9
+    assert resolved["threshold"] == pytest.approx(threshold)
     assert step(resolved, state, rule_value(resolved, [terrible]), 1.0)[1] == FIRING
     # A weaker champion replaces it: the same rule now tolerates lower accuracy.
     weaker = evaluate_heldout(["cat"] * 10, ["cat"] * 6 + ["dog"] * 4, LABELS)
-    assert resolve_threshold(rule, weaker)["threshold"] == pytest.approx(0.55)
+    assert resolve_threshold(rule, weaker)["threshold"] == pytest.approx(
+        lower(weaker, "accuracy") - 0.05
+    )
     # evaluate() resolves the thresholds itself.
     middling = window([("cat", "cat")] * 150 + [("cat", "dog")] * 50)  # 0.75 on 200 audits
-    _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=champion())
+    _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=held)
     assert [e["rule"] for e in events] == ["accuracy_below_champion"]
-    # The same 0.75 on 40 audits is not significantly below 0.85 (its interval reaches 0.86).
+    assert events[0]["threshold"] == pytest.approx(threshold)
+    # The same 0.75 on 40 audits is not significantly below (its interval reaches 0.86).
     thin = window([("cat", "cat")] * 30 + [("cat", "dog")] * 10)
-    assert evaluate([rule], None, [thin], 0.0, champion_metrics=champion())[1] == []
-    assert events[0]["threshold"] == pytest.approx(0.85)
+    assert evaluate([rule], None, [thin], 0.0, champion_metrics=held)[1] == []
     _, events = evaluate([rule], None, [middling], 0.0, champion_metrics=weaker)
     assert events == []
     _, events = evaluate([rule], None, [middling], 0.0)
@@ -251,7 +274,9 @@ def test_rules_in_the_web_apps_spelling():
     assert rule["id"] == "dog recall" and rule["op"] == "<" and rule["cooldown"] == 3600.0
     assert rule["metric"] == "recall[dog]" and rule["tolerance"] == 0.1
     assert rule["actions"] == {"retrain": True}
-    assert resolve_threshold(row, champion())["threshold"] == pytest.approx(0.75)
+    held = champion()
+    expected = lower(held, "recall", "dog") - 0.1
+    assert resolve_threshold(row, held)["threshold"] == pytest.approx(expected)
     short = {"id": "x", "comparison": "<", "threshold": 0.8}
     assert validate_rule(short | {"metric": "cbpe_accuracy"})["metric"] == "cbpe.accuracy"
     assert validate_rule(short | {"metric": "correction_rate"})["metric"] == (
@@ -273,7 +298,7 @@ def test_rules_in_the_web_apps_spelling():
 
 
 def test_default_rules_fire_on_the_windows_a_user_would_worry_about():
-    rules = {r["id"]: r for r in default_rules(champion())}
+    rules = {r["id"]: r for r in default_rules(champion(scale=10))}
     good = window(
         [("cat", "cat")] * 19 + [("cat", "dog")] + [("dog", "dog")] * 18 + [("dog", "cat")] * 2
     )
@@ -348,7 +373,7 @@ def test_metric_names_read_the_window_figures():
 
 
 def test_evaluate_steps_every_rule_and_reports_events():
-    rules = default_rules(champion())
+    rules = default_rules(champion(scale=10))
     bad = window([("cat", "cat")] * 100 + [("dog", "dog")] * 50 + [("dog", "cat")] * 50)
     start = datetime(2025, 3, 1)
     states, events = evaluate(rules, None, [bad], start)
@@ -356,7 +381,8 @@ def test_evaluate_steps_every_rule_and_reports_events():
     assert {"accuracy_below_champion", "recall_below_champion[dog]"} <= fired
     assert all(e["event"] == FIRING for e in events)
     acc = [e for e in events if e["rule"] == "accuracy_below_champion"][0]
-    assert acc["value"] == pytest.approx(0.75) and acc["threshold"] == pytest.approx(0.85)
+    threshold = lower(champion(scale=10), "accuracy") - 0.05
+    assert acc["value"] == pytest.approx(0.75) and acc["threshold"] == pytest.approx(threshold)
     assert set(states) == {r["id"] for r in rules}
     json.dumps(states, allow_nan=False)
     json.dumps(events, allow_nan=False)
