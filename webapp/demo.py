@@ -375,6 +375,8 @@ def child_env(app: Flask, port: int) -> dict[str, str]:
         GUNICORN_CMD_ARGS=" ".join(gunicorn_args),
         PYTHONUNBUFFERED="1",
     )
+    # A demo's monitoring windows and schedules move every 10 s, not every 30 s.
+    env.setdefault("CORRIGO_CLOCK_SECONDS", "10")
     return env
 
 

@@ -265,11 +265,11 @@ def redis_servers_in(instance: str) -> list[psutil.Process]:
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 
 
-def readme_walkthrough() -> str:
-    """The README's curl walkthrough: the sh block of its section "The API in curl"."""
+def readme_walkthrough(heading: str = "## The API in curl") -> str:
+    """A README curl walkthrough: the first sh block of the section under `heading`."""
     with open(README, encoding="utf-8") as fh:
         text = fh.read()
-    section = text[text.index("## The API in curl") :]
+    section = text[text.index(heading) :]
     return section[section.index("```sh\n") + 6 : section.index("\n```\n")]
 
 
@@ -409,6 +409,13 @@ def test_demo_serves_the_loop_and_stops_cleanly(demo_instance, tmp_path):
             assert '"reason":"disputed"' in walk.stdout
             assert '"status":"succeeded"' in walk.stdout, walk.stdout
         assert '"split":' in (tmp_path / "bbc-news-labels.jsonl").read_text()
+        # The monitoring walkthrough, after it in the same shell: the clock computes the
+        # window of a backfilled prediction, rules, a webhook and alerts answer.
+        both = readme_walkthrough() + "\n" + readme_walkthrough("## Monitoring in curl")
+        walk = run_shell(both, env, tmp_path)
+        assert walk.returncode == 0, walk.stdout + walk.stderr
+        assert "'count':" in walk.stdout and '"name":"traffic spike"' in walk.stdout, walk.stdout
+        assert '"deliveries":' in walk.stdout and '"alerts":' in walk.stdout
 
         # SIGTERM while a retrain runs: the worker finishes it before the demo stops.
         status, answer = demo_.api("POST", "/projects/bbc-news/retrain")
