@@ -51,7 +51,7 @@ from .transaction import unit_of_work
 log = logging.getLogger(__name__)
 
 # Pool items sampled for a version's drift reference.
-REFERENCE_ROWS = 5000
+REFERENCE_ROWS = 2000
 # Tokens of the training texts kept as the vocabulary the out-of-vocabulary share is measured
 # against (the most frequent ones).
 VOCABULARY_CAP = 50_000
