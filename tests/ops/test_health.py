@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.faults.conftest import RedisServer
 from tests.ops.conftest import call, scrape
 
@@ -45,8 +47,13 @@ def test_not_ready_names_redis_when_its_port_is_closed(make_app):
     assert "127.0.0.1" not in response.get_data(as_text=True)  # details stay in the log
 
 
-def test_not_ready_names_the_database_when_it_cannot_be_opened(make_app):
-    client = make_app(SQLALCHEMY_DATABASE_URI="sqlite:////nonexistent/dir/corrigo.db").test_client()
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////nonexistent/dir/corrigo.db", "postgresql://postgres@127.0.0.1:1/corrigo"],
+    ids=["sqlite", "postgresql"],
+)
+def test_not_ready_names_the_database_when_it_cannot_be_reached(make_app, url):
+    client = make_app(SQLALCHEMY_DATABASE_URI=url).test_client()
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
@@ -55,13 +62,22 @@ def test_not_ready_names_the_database_when_it_cannot_be_opened(make_app):
     assert body["checks"]["redis"]["status"] == "ok"
 
 
-def test_a_silent_redis_fails_readiness_within_its_timeout(make_app, silent_port):
-    client = make_app(REDIS_URL=f"redis://127.0.0.1:{silent_port}/0", READY_TIMEOUT=0.5)
+@pytest.mark.parametrize("silent", ["redis", "database"])
+def test_a_silent_store_fails_readiness_within_the_deadline(make_app, silent_port, silent):
+    url = f"127.0.0.1:{silent_port}"
+    if silent == "redis":
+        app = make_app(REDIS_URL=f"redis://{url}/0", READY_TIMEOUT=0.5)
+    else:  # PostgreSQL's own connect timeout is 2 s at least; the deadline does not wait
+        app = make_app(SQLALCHEMY_DATABASE_URI=f"postgresql://postgres@{url}/x", READY_TIMEOUT=0.5)
     started = time.monotonic()
-    response = client.test_client().get("/readyz")
-    assert time.monotonic() - started < 2
+    response = app.test_client().get("/readyz")
+    assert time.monotonic() - started < 1.5
     assert response.status_code == 503
-    assert response.get_json()["checks"]["redis"]["status"] == "failed"
+    checks = response.get_json()["checks"]
+    assert checks[silent] == {"status": "failed", "error": "no answer within 0.5 s"}
+    assert [name for name, check in checks.items() if check["status"] == "ok"] == [
+        name for name in ("database", "redis") if name != silent
+    ]
 
 
 def test_requests_succeed_and_stay_fast_while_redis_is_down(make_app, silent_port):

@@ -305,7 +305,6 @@ def _from_database() -> list[Metric]:
         )
         .order_by(Project.slug)
     ).all()
-    db.session.rollback()  # end the read; nothing stays open between scrapes
     return [
         _gauge(
             "corrigo_champion_version",
