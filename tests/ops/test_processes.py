@@ -159,3 +159,27 @@ def test_a_job_run_by_a_corrigo_worker_process_shows_in_the_scrape(app, client, 
     assert 0 < seen.value("corrigo_job_duration_seconds_sum", **rescore) < elapsed
     assert seen.value("corrigo_job_failures_total", **rescore) == 0
     assert seen.value("corrigo_queue_depth", queue=app.config["RQ_QUEUE"]) == 0
+
+
+EMBEDDED = """
+from webapp import create_app, jobs
+app = create_app({"TESTING": True, "SECRET_KEY": "t", "REDIS_URL": ""})
+client = app.test_client()
+for path in ("/healthz", "/readyz", "/metrics"):
+    with client.get(path) as response:
+        assert response.status_code == 200, (path, response.data)
+with app.app_context():
+    print(jobs.get_redis().pid)
+"""
+
+
+def test_the_embedded_redis_still_stops_with_the_process(child_env, tmp_path):
+    # Metrics and probes hold connections of their own to the embedded server; they must not
+    # keep it running after the process that started it exits.
+    env = {k: v for k, v in child_env.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    server = int(done.stdout.split()[-1])
+    wait_until(lambda: not psutil.pid_exists(server), 10, what="the embedded Redis to stop")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
+import weakref
 
 import redis
 from flask import Flask
@@ -54,7 +56,11 @@ class OpsState:
         if url:
             return url
         with self.app.app_context():
-            return jobs.redis_url_of(jobs.get_redis())
+            embedded = jobs.redis_url_of(jobs.get_redis())
+        # The embedded server is stopped at exit only if its starter is its last client; this
+        # hook, registered after the starter's, runs before it (atexit runs in reverse order).
+        atexit.register(_disconnect, weakref.ref(self))
+        return embedded
 
     def engine(self) -> Engine:
         """An engine on the app's database for readiness: no pool, a short connect timeout.
@@ -78,7 +84,14 @@ class OpsState:
 
     def close(self) -> None:
         """Drop the clients' connections and the engine (tests end an app this way)."""
-        for client in self._clients.values():
+        for client in list(self._clients.values()):
             client.connection_pool.disconnect()
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _disconnect(ref: weakref.ref[OpsState]) -> None:
+    """At exit: close the connections of an app's clients, if the app is still around."""
+    state = ref()
+    if state is not None:
+        state.close()
