@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .api import init_app as init_api
     from .auth import bp as auth_bp
     from .monitor import bp as monitor_bp
+    from .ops import init_app as init_ops
     from .runs import bp as runs_bp
 
     app.register_blueprint(auth_bp)
@@ -47,6 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(runs_bp)
     app.register_blueprint(admin_bp)
     ratelimit.init_app(app)
+    init_ops(app)
 
     @app.get("/")
     def index():

@@ -26,7 +26,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
-from webapp import create_app, jobs, training
+from webapp import create_app, jobs, ops, training
 from webapp.extensions import db
 
 from . import get_app, set_app
@@ -161,11 +161,16 @@ class FaultTolerance:
             log.warning("suspension check skipped, Redis is unreachable: %s", exc)
 
     def execute_job(self, job: Job, queue) -> None:
-        """Run one job; losing Redis around it leaves the rows to the sweep, not the worker dead."""
+        """Run one job; losing Redis around it leaves the rows to the sweep, not the worker dead.
+
+        Its duration and outcome go to the shared metrics (best effort: see `webapp.ops`).
+        """
+        started = time.monotonic()
         try:
             super().execute_job(job, queue)
         except jobs.UNREACHABLE as exc:
             log.warning("job %s: Redis went away around it (%s); the sweep settles it", job.id, exc)
+        ops.record_job(self.app, job, time.monotonic() - started)
 
     # --- shutdown ---------------------------------------------------------------------------
 

@@ -430,8 +430,10 @@ def test_every_web_operation_is_in_the_matrix(app):
         for rule in app.url_map.iter_rules()
         if not rule.rule.startswith(("/api/", "/static/"))
     }
-    # The login form, logout and `/` (a redirect to the project list) answer anyone by design.
-    covered = {op.endpoint for op in OPS} | {"auth.login", "auth.logout", "index"}
+    # The login form, logout and `/` (a redirect to the project list) answer anyone by design,
+    # and so do the operators' probes and /metrics (its token is tested in tests/ops/).
+    by_design = {"auth.login", "auth.logout", "index", "ops.healthz", "ops.readyz", "ops.scrape"}
+    covered = {op.endpoint for op in OPS} | by_design
     assert endpoints <= covered, f"add these to OPS: {sorted(endpoints - covered)}"
 
 
