@@ -240,6 +240,52 @@ def _app_reference(state: MonitorState, project: Project, key: str, name: str | 
     return references[key]
 
 
+def set_app_reference(
+    project: Project, key: str, since: datetime | None, until: datetime | None
+) -> dict:
+    """Make the app model `key`'s predictions in [since, until) its drift reference, and
+    recompute its windows against it. Flushed, not committed. Raises ValueError when the
+    range holds no prediction of that model."""
+    if not key.startswith("app"):
+        raise ValueError("only an app's own model (app or app:<name>) takes a chosen reference")
+    name = key.partition(":")[2] or None
+    query = select(Prediction.label, Prediction.probabilities).where(
+        Prediction.project_id == project.id,
+        Prediction.model_version_id.is_(None),
+        Prediction.model_name.is_(None) if name is None else Prediction.model_name == name,
+    )
+    if since is not None:
+        query = query.where(Prediction.created_at >= since)
+    if until is not None:
+        query = query.where(Prediction.created_at < until)
+    rows = db.session.execute(query.order_by(Prediction.created_at, Prediction.id)).all()
+    if not rows:
+        raise ValueError("no prediction of this model in that range")
+    with_proba = all(r[1] for r in rows)
+    reference = drift.reference_from_predictions(
+        [r[0] for r in rows],
+        [r[1] for r in rows] if with_proba else None,
+        first=len(rows),
+        bins=int(project.setting("drift_bins")),
+    )
+    reference["source"] = (
+        f"{len(rows)} predictions from {since.isoformat() if since else 'the first'} "
+        f"to {until.isoformat() if until else 'the last'}"
+    )
+    state = _state(project.id)
+    state.references = {**(state.references or {}), key: reference}
+    length = int(project.setting("monitor_window"))
+    starts = db.session.scalars(
+        select(MonitorWindow.start).where(
+            MonitorWindow.project_id == project.id, MonitorWindow.model_key == key
+        )
+    ).all()
+    for start in starts:
+        _compute(project, state, start, start + timedelta(seconds=length))
+    db.session.flush()
+    return reference
+
+
 def _compute(project: Project, state: MonitorState, start: datetime, end: datetime) -> int:
     """Recompute every model's window starting at `start`; return how many were written."""
     labels = list(project.labels)

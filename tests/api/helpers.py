@@ -120,6 +120,12 @@ class Api:
         check_documented("PATCH", "/api/v1" + path, resp)
         return resp
 
+    def put(self, path: str, json=None, headers: dict | None = None, **kw):
+        """PUT an /api/v1 path and check the answer against the spec."""
+        resp = self.client.put("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
+        check_documented("PUT", "/api/v1" + path, resp)
+        return resp
+
     def post(self, path: str, json=None, headers: dict | None = None, **kw):
         """POST an /api/v1 path and check the answer against the spec."""
         resp = self.client.post("/api/v1" + path, json=json, headers=self._headers(headers), **kw)

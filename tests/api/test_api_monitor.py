@@ -144,3 +144,43 @@ def test_another_projects_alert_is_a_404(api, project, other):
     assert_problem(other.post("/projects/sports/alerts/1/acknowledge"), 404)
     rule = api.get("/projects/news/alert-rules").get_json()["rules"][0]
     assert_problem(other.delete(f"/projects/sports/alert-rules/{rule['id']}"), 404)
+
+
+def test_an_engineer_picks_the_reference_window_of_an_app_model(api, project):
+    old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    new = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    rows = [
+        {"data": {"text": TEXTS[0]}, "label": "sport", "model": "legacy", "timestamp": old}
+        for _ in range(60)
+    ] + [
+        {"data": {"text": TEXTS[1]}, "label": "politics", "model": "legacy", "timestamp": new}
+        for _ in range(60)
+    ]
+    assert api.post("/projects/news/predictions", {"predictions": rows}).status_code == 201
+    monitoring.run_monitoring(project.id)
+    # By default the reference is the first 1,000 predictions: here both days mixed, which
+    # neither day looks like.
+    windows = api.get("/projects/news/monitor?model=app:legacy").get_json()["windows"]
+    assert [w["drift"]["severity"] for w in windows] == ["drift", "drift"]
+    # The engineer makes the newer day the reference: now the older day is the odd one.
+    since = windows[1]["start"]
+    resp = api.put("/projects/news/monitor/reference", {"model": "app:legacy", "since": since})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["predictions"] == 60
+    windows = api.get("/projects/news/monitor?model=app:legacy").get_json()["windows"]
+    assert [w["drift"]["severity"] for w in windows] == ["drift", "none"]
+    assert_problem(
+        api.put("/projects/news/monitor/reference", {"model": "v1", "since": since}), 422, "model"
+    )
+    assert_problem(
+        api.put(
+            "/projects/news/monitor/reference",
+            {
+                "model": "app:legacy",
+                "since": "2001-01-01T00:00:00Z",
+                "until": "2001-01-02T00:00:00Z",
+            },
+        ),
+        422,
+        "since",
+    )

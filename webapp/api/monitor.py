@@ -179,6 +179,55 @@ def show_monitor(project: Project, query: dict):
     }
 
 
+class ReferenceRequest(Schema):
+    """The predictions an app's own model is compared with (default: its first 1,000)."""
+
+    model = fields.String(
+        required=True,
+        validate=validate.Length(1, 120),
+        metadata={"description": "`app` or `app:<name>`: a model your app logs."},
+    )
+    since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+    until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+
+
+class ReferenceOut(Schema):
+    """The reference now in use."""
+
+    model = fields.String(required=True)
+    source = fields.String(required=True)
+    predictions = fields.Integer(required=True)
+
+
+@blp.route("/projects/<slug>/monitor/reference", methods=["PUT"])
+@scoped(
+    "admin",
+    "Choose the reference window of a model your app logs: its predictions in [since, until) "
+    "become what drift is measured against, and its windows are recomputed. Corrigo's own "
+    "versions are compared with their training pool, summarised when they were trained.",
+    errors=(404, *BODY_ERRORS),
+)
+@with_project
+@blp.arguments(ReferenceRequest, arg_name="payload", description="The reference window.")
+@blp.response(200, ReferenceOut, description="The reference.")
+def set_reference(project: Project, payload: dict):
+    """Choose an app model's drift reference."""
+    try:
+        reference = monitoring.set_app_reference(
+            project, payload["model"], _naive(payload["since"]), _naive(payload["until"])
+        )
+    except ValueError as exc:
+        field = "model" if "app" in str(exc) else "since"
+        raise ValidationError({field: str(exc)}) from None
+    db.session.commit()
+    label_sketch = (reference.get("predictions") or {}).get("label") or {}
+    return {
+        "model": payload["model"],
+        "source": reference["source"],
+        "predictions": int(label_sketch.get("n", 0)),
+    }
+
+
 # --- alerts -----------------------------------------------------------------------------------
 
 
