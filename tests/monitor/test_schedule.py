@@ -26,6 +26,19 @@ def _scheduled_project(make, expression="*/5 * * * *"):
     return project
 
 
+def _due_now(project) -> None:
+    """The project's every-minute schedule last fired two minutes ago: it is due."""
+    db.session.add(
+        ScheduleState(
+            project_id=project.id,
+            name="retrain",
+            expression="* * * * *",
+            last_due=utcnow() - timedelta(minutes=2),
+        )
+    )
+    db.session.commit()
+
+
 def test_a_schedule_fires_once_per_due_time_and_catches_up_once(app, make):
     project = _scheduled_project(make)
     start = datetime(2026, 12, 6, 10, 1)
@@ -83,15 +96,7 @@ def test_off_turns_a_schedule_off(app, make):
 
 def test_a_schedule_that_fires_while_redis_is_down_is_not_lost(app, make, run_jobs):
     project = _scheduled_project(make, "* * * * *")
-    db.session.add(
-        ScheduleState(
-            project_id=project.id,
-            name="retrain",
-            expression="* * * * *",
-            last_due=utcnow() - timedelta(minutes=2),
-        )
-    )
-    db.session.commit()
+    _due_now(project)
     down = create_app(
         {
             **{k: app.config[k] for k in ("SQLALCHEMY_DATABASE_URI", "RQ_QUEUE", "SECRET_KEY")},
@@ -118,15 +123,7 @@ def test_a_schedule_that_fires_while_redis_is_down_is_not_lost(app, make, run_jo
 
 def test_the_clock_process_fires_a_scheduled_retrain(app, make, run_jobs):
     project = _scheduled_project(make, "* * * * *")
-    db.session.add(
-        ScheduleState(
-            project_id=project.id,
-            name="retrain",
-            expression="* * * * *",
-            last_due=utcnow() - timedelta(minutes=2),
-        )
-    )
-    db.session.commit()
+    _due_now(project)
     env = fault_env(app, CORRIGO_CLOCK_SECONDS="0.5")
     with tempfile.TemporaryFile(mode="w+") as out:
         clock = subprocess.Popen(

@@ -13,10 +13,19 @@ from labeling import alerting
 
 from .. import alerts, monitoring
 from ..enums import AlertState, values
-from ..errors import NotFound, ValidationError
+from ..errors import ValidationError
 from ..extensions import db
 from ..models import Alert, AlertRule, Project
-from .common import BODY_ERRORS, DATE_TIME, Blueprint, created, scoped, timestamp, with_project
+from .common import (
+    BODY_ERRORS,
+    DATE_TIME,
+    Blueprint,
+    created,
+    row,
+    scoped,
+    timestamp,
+    with_project,
+)
 
 blp = Blueprint("monitor", __name__, description="Monitoring windows, alerts and alert rules.")
 
@@ -315,9 +324,7 @@ def list_alerts(project: Project, query: dict):
 @blp.response(200, AlertOut, description="The alert.")
 def acknowledge_alert(project: Project, alert_id: int):
     """Acknowledge an alert."""
-    alert = db.session.get(Alert, alert_id)
-    if alert is None or alert.project_id != project.id:
-        raise NotFound(f"There is no alert {alert_id} in this project.")
+    alert = row(Alert, alert_id, "alert")
     alerts.acknowledge(alert, g.api_key.annotator)
     db.session.commit()
     return _alert(alert, _rule_names(project))
@@ -504,13 +511,6 @@ def _apply(rule: AlertRule, fields_: dict) -> None:
         raise ValidationError({"threshold": "give a threshold, or a tolerance"})
 
 
-def _rule(project: Project, rule_id: int) -> AlertRule:
-    rule = db.session.get(AlertRule, rule_id)
-    if rule is None or rule.project_id != project.id:
-        raise NotFound(f"There is no alert rule {rule_id} in this project.")
-    return rule
-
-
 @blp.route("/projects/<slug>/alert-rules")
 @scoped("admin", "The project's alert rules (every project starts with defaults).", errors=(404,))
 @with_project
@@ -553,7 +553,7 @@ def create_alert_rule(project: Project, payload: dict):
 @blp.response(200, RuleOut, description="The rule.")
 def change_alert_rule(project: Project, payload: dict, rule_id: int):
     """Change an alert rule."""
-    rule = _rule(project, rule_id)
+    rule = row(AlertRule, rule_id, "alert rule")
     _apply(rule, payload)
     db.session.commit()
     return _rule_out(rule)
@@ -565,6 +565,6 @@ def change_alert_rule(project: Project, payload: dict, rule_id: int):
 @blp.response(204, description="Deleted.")
 def delete_alert_rule(project: Project, rule_id: int):
     """Delete an alert rule."""
-    db.session.delete(_rule(project, rule_id))
+    db.session.delete(row(AlertRule, rule_id, "alert rule"))
     db.session.commit()
     return "", 204

@@ -8,10 +8,18 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 
 from .. import webhooks
-from ..errors import NotFound
 from ..extensions import db
 from ..models import Project, Webhook, WebhookDelivery
-from .common import BODY_ERRORS, DATE_TIME, Blueprint, created, scoped, timestamp, with_project
+from .common import (
+    BODY_ERRORS,
+    DATE_TIME,
+    Blueprint,
+    created,
+    row,
+    scoped,
+    timestamp,
+    with_project,
+)
 
 blp = Blueprint("webhooks", __name__, description="Outbound webhooks and their deliveries.")
 
@@ -103,13 +111,6 @@ def _out(hook: Webhook) -> dict:
     }
 
 
-def _hook(project: Project, webhook_id: int) -> Webhook:
-    hook = db.session.get(Webhook, webhook_id)
-    if hook is None or hook.project_id != project.id:
-        raise NotFound(f"There is no webhook {webhook_id} in this project.")
-    return hook
-
-
 @blp.route("/projects/<slug>/webhooks")
 @scoped("admin", "The project's webhooks.", errors=(404,))
 @with_project
@@ -152,7 +153,7 @@ def create_webhook(project: Project, payload: dict):
 @blp.response(204, description="Deleted.")
 def delete_webhook(project: Project, webhook_id: int):
     """Delete a webhook."""
-    db.session.delete(_hook(project, webhook_id))
+    db.session.delete(row(Webhook, webhook_id, "webhook"))
     db.session.commit()
     return "", 204
 
@@ -168,7 +169,7 @@ def delete_webhook(project: Project, webhook_id: int):
 @blp.response(200, DeliveryList, description="The deliveries.")
 def list_deliveries(project: Project, webhook_id: int):
     """A webhook's delivery log."""
-    hook = _hook(project, webhook_id)
+    hook = row(Webhook, webhook_id, "webhook")
     rows = db.session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == hook.id)
