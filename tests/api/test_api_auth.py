@@ -10,6 +10,8 @@ from tests.factories import make_items, make_version, queue_retrain
 from webapp import serving
 from webapp.extensions import db
 from webapp.models import (
+    Alert,
+    AlertRule,
     Annotation,
     ApiKey,
     Feedback,
@@ -18,6 +20,7 @@ from webapp.models import (
     Prediction,
     RetrainRun,
     Skip,
+    Webhook,
     utcnow,
 )
 
@@ -45,17 +48,43 @@ ENDPOINTS = [
     ("GET", "/projects/news/labels", "admin"),
     ("POST", "/items/{item}/exclusion", "admin"),
     ("DELETE", "/items/{item}/exclusion", "admin"),
+    ("GET", "/projects/news/monitor", "admin"),
+    ("PUT", "/projects/news/monitor/reference", "admin"),
+    ("GET", "/projects/news/alerts", "admin"),
+    ("POST", "/projects/news/alerts/{alert}/acknowledge", "admin"),
+    ("GET", "/projects/news/alert-rules", "admin"),
+    ("POST", "/projects/news/alert-rules", "admin"),
+    ("PATCH", "/projects/news/alert-rules/{rule}", "admin"),
+    ("DELETE", "/projects/news/alert-rules/{rule}", "admin"),
+    ("GET", "/projects/news/webhooks", "admin"),
+    ("POST", "/projects/news/webhooks", "admin"),
+    ("GET", "/projects/news/webhooks/{webhook}/deliveries", "admin"),
+    # Deletions last: the list runs in order against the same rows.
+    ("DELETE", "/projects/news/webhooks/{webhook}", "admin"),
 ]
 
 
 @pytest.fixture
 def rows(project):
-    """One item, one logged prediction, one queued run and one candidate model v1 of `news`."""
+    """One item, one logged prediction, one queued run, one candidate model v1, an alert rule
+    (a default one), an alert and a webhook of `news`."""
     (item_id,) = make_items(project, 1)
     make_version(project, 1)
     (prediction_id,) = serving.log_predictions(project, [{"data": {"text": "x"}, "label": "tech"}])
     run = queue_retrain(project)
-    return {"item": item_id, "prediction": prediction_id, "run": run.id}
+    rule = db.session.scalar(select(AlertRule).where(AlertRule.project_id == project.id))
+    alert = Alert(project_id=project.id, rule_id=rule.id, metric="volume", message="quiet")
+    hook = Webhook(project_id=project.id, url="http://127.0.0.1:9/x", secret="s" * 16, events=[])
+    db.session.add_all([alert, hook])
+    db.session.commit()
+    return {
+        "item": item_id,
+        "prediction": prediction_id,
+        "run": run.id,
+        "rule": rule.id,
+        "alert": alert.id,
+        "webhook": hook.id,
+    }
 
 
 def call(api: Api, method: str, path: str, rows: dict, headers=None):
@@ -66,7 +95,10 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
     if method == "DELETE":
         return api.delete(path, headers=headers)
     if method == "PATCH":
-        return api.patch(path, {"audit_share": 0.2}, headers=headers)
+        body = {"threshold": 0.5} if "/alert-rules/" in path else {"audit_share": 0.2}
+        return api.patch(path, body, headers=headers)
+    if method == "PUT":
+        return api.put(path, {"model": "app"}, headers=headers)
     payload = {"label": "sport", "correct": False}
     if path.endswith("/items"):
         payload = {"items": [{"data": {"text": "a"}}]}
@@ -78,6 +110,12 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
         payload = {"reason": "checked by hand"}
     elif path.endswith("/predictions"):
         payload = {"predictions": [{"data": {"text": "a"}, "label": "tech"}]}
+    elif path.endswith("/alert-rules"):
+        payload = {"name": "n", "metric": "volume", "comparison": "<", "threshold": 1}
+    elif path.endswith("/webhooks"):
+        payload = {"url": "http://127.0.0.1:9/y", "secret": "s" * 16}
+    elif path.endswith("/acknowledge"):
+        payload = {}
     return api.post(path, payload, headers=headers)
 
 
