@@ -126,11 +126,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # A cron expression (5 fields, UTC) for scheduled retrains, or "" for none.
     "retrain_schedule": "",
     # Monitoring windows: their length in seconds (a day; down to a minute for busy projects),
-    # the quantile bins of the drift reference, and how many windows in a row drift must show
-    # before it alerts.
+    # and the quantile bins of the drift reference. How many windows in a row drift must show
+    # before it alerts is the `drift` alert rule's persistence (2 by default).
     "monitor_window": 86400,
     "drift_bins": 10,
-    "drift_persistence": 2,
     "gate": {
         "min_heldout": GateConfig.min_heldout,
         "min_delta": GateConfig.min_delta,

@@ -349,7 +349,14 @@ def _drift_and_estimate(project, state, key, rows, version_id):
             confidences=confidence if reference["predictions"]["confidence"] else None,
             thresholds=thresholds,
         )
-        return result, None
+        estimate = None
+        if has_proba:
+            # An app's own model has no held-out audits of Corrigo's to calibrate on: its
+            # probabilities are taken as they are (CBPE's assumption, stated on the page).
+            cbpe = stats.CBPE(list(project.labels))
+            raw = cbpe.estimate_stats(stats.proba_matrix(probabilities, cbpe.labels), predicted)
+            estimate = {**stats.summarize_estimate(raw), "stats": raw}
+        return result, estimate
     version = db.session.get(ModelVersion, version_id)
     reference, calibrator = version.reference, version.calibrator
     result = estimate = None

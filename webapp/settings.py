@@ -74,7 +74,6 @@ _RULES = {
     ),
     "monitor_window": (int, lambda v: 60 <= v <= 30 * 86400, "seconds from 60 to 2592000"),
     "drift_bins": (int, lambda v: 2 <= v <= 100, "a whole number from 2 to 100"),
-    "drift_persistence": (int, lambda v: 1 <= v <= 100, "a whole number from 1 to 100"),
 }
 SETTING_KEYS = tuple(_RULES)
 # The JSON type of each setting's value, for the API's schema (which checks types; `parse`

@@ -41,6 +41,7 @@ def test_the_monitor_returns_windows_per_model_with_figures_and_drift(api, proje
         assert set(feature) == {"feature", "method", "statistic", "threshold", "severity"}
     assert logged["volume"] == 12 and logged["model_version"] is None
     assert logged["predicted"]["sport"]["count"] == 12
+    assert logged["estimate"] is None  # no probabilities were logged: nothing to estimate from
     assert logged["start"] < served["start"]  # backfilled into its own day
 
     only = api.get("/projects/news/monitor?model_version=1").get_json()["windows"]
@@ -184,3 +185,20 @@ def test_an_engineer_picks_the_reference_window_of_an_app_model(api, project):
         422,
         "since",
     )
+
+
+def test_an_app_model_with_probabilities_gets_a_label_free_estimate(api, project):
+    rows = [
+        {
+            "data": {"text": TEXTS[i % 3]},
+            "label": "sport",
+            "probabilities": {"sport": 0.8, "politics": 0.1, "tech": 0.1},
+            "model": "legacy",
+        }
+        for i in range(50)
+    ]
+    assert api.post("/projects/news/predictions", {"predictions": rows}).status_code == 201
+    monitoring.run_monitoring(project.id)
+    (window,) = api.get("/projects/news/monitor?model=app:legacy").get_json()["windows"]
+    # Taken at their word, probabilities of 0.8 on the predicted label expect 80% accuracy.
+    assert window["estimate"]["accuracy"]["value"] == pytest.approx(0.8)
