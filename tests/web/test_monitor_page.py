@@ -10,14 +10,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select
 
+from labeling import alerting
 from tests.factories import make_project, make_user
 from tests.monitor import test_streams
 from tests.monitor.test_streams import DAY, T0, label_day, serve_day, windows
 from tests.web.conftest import PASSWORD
 from tests.web.html import table, text
 from webapp import monitoring, serving, training
+from webapp.alerts import rule_dict
 from webapp.extensions import db
-from webapp.models import Alert, Item, Prediction, utcnow
+from webapp.models import Alert, AlertRule, Item, Prediction, utcnow
 
 # The monitoring tests' champion serving a tabular project (a fixture, used here by name).
 stream = test_streams.stream
@@ -77,6 +79,15 @@ def axis(svg: str):
     return lambda value: y0 + (value - v0) * (y1 - y0) / (v1 - v0)
 
 
+def champion_threshold(project, name: str) -> dict:
+    """A champion-relative rule resolved as the evaluator resolves it, against the champion."""
+    rule = db.session.scalar(
+        select(AlertRule).where(AlertRule.project_id == project.id, AlertRule.name == name)
+    )
+    champion = training.champion_version(project.id)
+    return alerting.resolve_threshold(rule_dict(rule), champion.metrics)
+
+
 def figure(html: str, key: str) -> str:
     """The markup of one plot's figure (`chart-<key>`)."""
     start = html.index(f'id="chart-{key}"')
@@ -107,10 +118,11 @@ def test_the_monitor_page_plots_accuracy_three_ways_with_the_alert_threshold(cli
         "95% interval",
     ):
         assert label in legend
-    # The champion-relative rules draw one dashed line: the champion's held-out accuracy
-    # minus their tolerance.
+    # The champion-relative rules draw one dashed line where the evaluator puts their
+    # threshold: at least their tolerance below the champion's held-out accuracy.
     champion = training.champion_version(project.id)
-    expected = champion.metrics["accuracy"] - 0.05
+    expected = champion_threshold(project, "accuracy_below_champion")["threshold"]
+    assert expected <= champion.metrics["accuracy"] - 0.05 + 1e-9
     (value,) = attribute(accuracy, "g", "data-value")
     assert float(value) == pytest.approx(expected, abs=1e-6)
     assert attribute(accuracy, "g", "data-rules") == [
@@ -305,7 +317,10 @@ def test_an_engineer_acknowledges_a_firing_alert_and_the_banner_goes(
     assert f"Alert #{alert.id} acknowledged; it stays open until it resolves." in seen
     db.session.expire_all()
     alert = db.session.get(Alert, alert.id)
-    assert (alert.state, alert.acknowledged_by) == ("acknowledged", engineer.email)
+    # Stored as the app stores people (annotations too), shown as the email.
+    assert (alert.state, alert.acknowledged_by) == ("acknowledged", f"user:{engineer.id}")
+    (row,) = table(client.get("/projects/stream/alerts").text, "alerts-table")[1:]
+    assert row[1] == "acknowledged" and row[5].endswith(f"by {engineer.email}")
     assert "alert firing" not in text(client.get("/projects/stream").text)
     # A second click says who has it and changes nothing.
     again = text(hx("POST", url).text)
@@ -381,12 +396,14 @@ def test_the_alerts_page_filters_by_state_and_lists_the_rules(client, login, str
     )
 
     rules = {row[0].split()[0]: row for row in table(page, "rules-table")[1:]}
-    champion = training.champion_version(project.id)
+    resolved = champion_threshold(project, "accuracy_below_champion")
+    start = resolved.get("interval_baseline", resolved["baseline"])
+    side = "" if start == resolved["baseline"] else " (lower end of its 95% interval)"
     accuracy = rules["accuracy_below_champion"]
     assert accuracy[1:4] == [
         "accuracy",
         "< (top of its 95% interval)",
-        f"champion − 0.05 now {champion.metrics['accuracy'] - 0.05:.3f} on ≥ 30 rows",
+        f"champion{side} − 0.05 now {resolved['threshold']:.3f} on ≥ 30 rows",
     ]
     assert accuracy[4:8] == ["1", "1", "1 day", "retrain, audit share 30% for 24 h"]
     assert rules["drift"][1:8] == [

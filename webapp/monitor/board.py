@@ -7,6 +7,7 @@ champion-relative rule's resolved against the current champion's held-out metric
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +21,7 @@ from .. import monitoring
 from ..alerts import monitored_key, rule_dict
 from ..enums import AlertState
 from ..extensions import db
-from ..models import Alert, AlertRule, MonitorWindow, Prediction, Project, utcnow
+from ..models import Alert, AlertRule, MonitorWindow, Prediction, Project, User, utcnow
 from ..training import champion_version
 from . import charts
 
@@ -195,6 +196,9 @@ def rules_of(project: Project) -> list[dict]:
                 "threshold": resolved["threshold"],
                 "tolerance": resolved["tolerance"],
                 "baseline": resolved.get("baseline"),
+                # Where a champion-relative threshold starts: the held-out value, or the end
+                # of its interval where the evaluator starts from that (`interval_baseline`).
+                "start": resolved.get("interval_baseline", resolved.get("baseline")),
                 "bound": resolved["bound"],
                 "min_n": resolved["min_n"],
                 "severity": resolved["severity"],
@@ -363,6 +367,20 @@ def firing_count(project_id: int) -> int:
             Alert.project_id == project_id, Alert.state == AlertState.FIRING
         )
     )
+
+
+def who(alerts: list[Alert]) -> dict[str, str]:
+    """The people who acknowledged these alerts, by the identity stored (`user:<id>`, as
+    annotations record people; an API key stays `key:<id>`), as their emails: one query."""
+    ids = {
+        int(a.acknowledged_by[5:])
+        for a in alerts
+        if a.acknowledged_by and re.fullmatch(r"user:\d{1,18}", a.acknowledged_by)
+    }
+    if not ids:
+        return {}
+    rows = db.session.execute(select(User.id, User.email).where(User.id.in_(ids))).all()
+    return {f"user:{uid}": email for uid, email in rows}
 
 
 def state_counts(project: Project) -> dict[str, int]:

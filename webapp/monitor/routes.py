@@ -204,6 +204,7 @@ def alerts(slug: str):
         "monitor/alerts.html",
         project=project,
         alerts=rows[:ALERT_PAGE],
+        who=board.who(rows[:ALERT_PAGE]),
         older=rows[ALERT_PAGE - 1].id if len(rows) > ALERT_PAGE else None,
         state=state,
         states=tuple(AlertState),
@@ -223,13 +224,15 @@ def acknowledge(slug: str, alert_id: int):
     if alert is None or alert.project_id != project.id:
         abort(404, f"There is no alert #{alert_id} in {project.name}.")
     was = alert.state
-    acknowledge_alert(alert, current_user.email)
+    # Recorded as annotations record people (the API records `key:<id>`); shown as the email.
+    acknowledge_alert(alert, current_user.annotator)
     db.session.commit()  # services flush, the view commits (webapp/transaction.py)
+    who = board.who([alert])
     if was == AlertState.FIRING:
         notice, level = f"Alert #{alert.id} acknowledged; it stays open until it resolves.", "info"
     elif was == AlertState.ACKNOWLEDGED:
-        notice = f"Alert #{alert.id} was already acknowledged by {alert.acknowledged_by}."
-        level = "warning"
+        by = who.get(alert.acknowledged_by, alert.acknowledged_by)
+        notice, level = f"Alert #{alert.id} was already acknowledged by {by}.", "warning"
     else:
         notice, level = f"Alert #{alert.id} is resolved already: nothing to acknowledge.", "warning"
     if not _partial():
@@ -237,5 +240,10 @@ def acknowledge(slug: str, alert_id: int):
         return redirect(url_for("monitor.alerts", slug=project.slug))
     # The row, and the banner's new count out of band (htmx puts it in place by its id).
     return render_template(
-        "monitor/_alert-row.html", project=project, alert=alert, notice=notice, level=level
+        "monitor/_alert-row.html",
+        project=project,
+        alert=alert,
+        who=who,
+        notice=notice,
+        level=level,
     ) + render_template("monitor/_alert-banner.html", project=project, oob=True)
