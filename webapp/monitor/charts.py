@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..axes import nice_step, ticks
+
 WIDTH, HEIGHT = 560, 230
 WIDE_WIDTH, WIDE_HEIGHT = 1100, 280  # a plot across the page (the accuracy's three series)
 LEFT, RIGHT, TOP, BOTTOM = 52, 16, 14, 40
@@ -23,11 +25,9 @@ WIDE_TIME_TICKS = 14
 def _y_scale(values: list[float], unit: bool, whole: bool) -> tuple[float, float, float]:
     """The y range and tick step: within [0, 1] for rates (at least a tenth of it), from 0
     for counts; a margin so nothing sits on the frame."""
-    from ..runs.curve import _nice_step
-
     if whole:
         hi = max(max(values, default=0.0), 1.0)
-        step = _nice_step(hi, 4, whole=True)
+        step = nice_step(hi, 4, whole=True)
         if step < 1:
             step = 1.0
         return 0.0, hi * 1.08, step
@@ -39,7 +39,7 @@ def _y_scale(values: list[float], unit: bool, whole: bool) -> tuple[float, float
         if unit:
             middle = min(max(middle, 0.05), 0.95)
         lo, hi = middle - 0.05, middle + 0.05
-    step = _nice_step(hi - lo, 4)
+    step = nice_step(hi - lo, 4)
     pad = (hi - lo) * 0.08
     lo, hi = lo - pad, hi + pad
     if unit:
@@ -92,8 +92,6 @@ def time_plot(
         paths, one per run of windows with intervals, and `marks` with positions), whether any
         point has an interval (`intervals`), and the drawn `lines` with their `y`.
     """
-    from ..runs.curve import _ticks
-
     values = [
         v
         for s in series
@@ -160,7 +158,7 @@ def time_plot(
         "bottom": height - BOTTOM,
         "x_ticks": [(x_of(times[i]), labels[i]) for i in sorted(ticked)],
         "y_ticks": [
-            (y_of(t), f"{t:g}" if whole else f"{t:.2f}") for t in _ticks(y_lo, y_hi, y_step)
+            (y_of(t), f"{t:g}" if whole else f"{t:.2f}") for t in ticks(y_lo, y_hi, y_step)
         ],
         "series": drawn,
         "intervals": any(m["y_lo"] is not None for s in drawn for m in s["marks"]),

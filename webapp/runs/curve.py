@@ -13,7 +13,6 @@ and say so.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import OrderedDict
 
@@ -23,6 +22,7 @@ from sqlalchemy import func, select
 from labeling import evaluation, split
 from labeling import training as models
 
+from ..axes import nice_step, ticks
 from ..extensions import db
 from ..models import Item, ModelVersion, Project
 from ..training import first_lane, heldout_of, load_model
@@ -191,21 +191,6 @@ WIDTH, HEIGHT = 760, 320
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 26, 46  # TOP leaves room for the champion's label
 
 
-def _nice_step(span: float, count: int, whole: bool = False) -> float:
-    """A round tick step (1, 2 or 5 times a power of ten, and 2.5 for `whole` numbers from 25
-    on) giving about `count` ticks."""
-    raw = span / max(count, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    steps = (1, 2, 2.5, 5, 10) if whole and power >= 10 else (1, 2, 5, 10)
-    return next(m * power for m in steps if m * power >= raw)
-
-
-def _ticks(lo: float, hi: float, step: float) -> list[float]:
-    first = math.ceil(lo / step - 1e-9) * step
-    count = int(math.floor((hi - first) / step + 1e-9)) + 1
-    return [round(first + i * step, 10) for i in range(max(count, 0))]
-
-
 def plot(curve: dict) -> dict | None:
     """The SVG geometry of a learning curve: axes with round ticks, one marker with its
     interval per version, and the line through them in version order; None without points."""
@@ -216,7 +201,7 @@ def plot(curve: dict) -> dict | None:
     x_lo, x_hi = min(xs), max(xs)
     if x_hi - x_lo < 4:
         x_lo, x_hi = max(x_lo - 2, 0), x_hi + 2
-    x_step = _nice_step(x_hi - x_lo, 6, whole=True)
+    x_step = nice_step(x_hi - x_lo, 6, whole=True)
     # A margin around the points, so no marker sits on an axis.
     x_pad = (x_hi - x_lo) * 0.05
     x_lo, x_hi = max(x_lo - x_pad, 0), x_hi + x_pad
@@ -226,7 +211,7 @@ def plot(curve: dict) -> dict | None:
         # At least a tenth of the scale, kept within [0, 1] (a perfect score sits at the top).
         middle = min(max((y_hi + y_lo) / 2, 0.05), 0.95)
         y_lo, y_hi = middle - 0.05, middle + 0.05
-    y_step = _nice_step(y_hi - y_lo, 5)
+    y_step = nice_step(y_hi - y_lo, 5)
     y_pad = (y_hi - y_lo) * 0.08
     y_lo, y_hi = max(y_lo - y_pad, 0.0), min(y_hi + y_pad, 1.0)
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -262,8 +247,8 @@ def plot(curve: dict) -> dict | None:
         "right": WIDTH - RIGHT,
         "top": TOP,
         "bottom": HEIGHT - BOTTOM,
-        "x_ticks": [(x_of(t), f"{t:g}") for t in _ticks(x_lo, x_hi, x_step)],
-        "y_ticks": [(y_of(t), f"{t:.2f}") for t in _ticks(y_lo, y_hi, y_step)],
+        "x_ticks": [(x_of(t), f"{t:g}") for t in ticks(x_lo, x_hi, x_step)],
+        "y_ticks": [(y_of(t), f"{t:.2f}") for t in ticks(y_lo, y_hi, y_step)],
         "marks": marks,
         "line": line,
     }
