@@ -15,6 +15,7 @@ from tests.factories import make_items, make_key, make_project, make_user
 from webapp import enums
 from webapp.extensions import db
 from webapp.models import (
+    Alert,
     Annotation,
     ApiKey,
     Item,
@@ -23,6 +24,8 @@ from webapp.models import (
     RetrainRun,
     Task,
     User,
+    Webhook,
+    WebhookDelivery,
     utcnow,
 )
 
@@ -38,6 +41,8 @@ COLUMNS = [
     (RetrainRun, "decision", enums.Decision, True),
     (RetrainRun, "trigger", enums.Trigger, False),
     (Task, "status", enums.TaskStatus, False),
+    (Alert, "state", enums.AlertState, False),
+    (WebhookDelivery, "status", enums.DeliveryStatus, False),
 ]
 
 
@@ -59,10 +64,18 @@ def rows(app):
     )
     run = RetrainRun(project_id=project.id)
     task = Task(project_id=project.id, name="rescore")
-    db.session.add_all([annotation, version, run, task])
+    alert = Alert(project_id=project.id, metric="volume", message="m")
+    hook = Webhook(project_id=project.id, url="http://127.0.0.1:9/x", secret="s" * 16)
+    db.session.add_all([annotation, version, run, task, alert, hook])
+    db.session.flush()
+    delivery = WebhookDelivery(webhook_id=hook.id, event="run.finished", payload={})
+    db.session.add(delivery)
     make_key(project)
     db.session.commit()
     return {
+        Alert: alert.id,
+        WebhookDelivery: delivery.id,
+        Webhook: hook.id,
         User: user.id,
         Project: project.id,
         Item: item_id,
@@ -116,6 +129,10 @@ def _new_row(model, rows: dict, n: int):
         ),
         RetrainRun: lambda: RetrainRun(project_id=project_id, status="failed"),
         Task: lambda: Task(project_id=project_id, name="rescore", status="failed"),
+        Alert: lambda: Alert(project_id=project_id, metric="volume", message="m"),
+        WebhookDelivery: lambda: WebhookDelivery(
+            webhook_id=rows[Webhook], event="run.finished", payload={}
+        ),
     }[model]()
 
 
@@ -254,8 +271,10 @@ def _legal_rows(now) -> dict[str, list[dict]]:
         ],
     }
     statuses = list(enums.RunStatus)
-    # The decisions 0002 knows: `challenger` came with 0007 (tests/test_migration_0007.py).
+    # The decisions 0002 knows: `challenger` came with 0007 (tests/test_migration_0007.py),
+    # the triggers `schedule` and `alert` with 0008.
     decisions = [*(d for d in enums.Decision if d != "challenger"), None]
+    triggers = [t for t in enums.Trigger if t not in ("schedule", "alert")]
     rows["retrain_run"] = [
         {
             "project_id": 1 if i < len(statuses) else 2,
@@ -267,7 +286,7 @@ def _legal_rows(now) -> dict[str, list[dict]]:
             "metrics": {},
             "created_at": now,
         }
-        for i, trigger in enumerate([*enums.Trigger, *enums.Trigger])
+        for i, trigger in enumerate([*triggers, *triggers])
     ]
     rows["task"] = [
         {
@@ -371,4 +390,4 @@ def test_the_migrations_make_exactly_the_models_checks(app):
             for model, col, enum, _nullable in COLUMNS:
                 if model.__tablename__ == table and col == column:
                     assert sorted(re.findall(r"'([^']+)'", sql)) == sorted(enum), sql
-    assert len(migrated) == 13
+    assert len(migrated) == 16

@@ -21,6 +21,7 @@ from tests.factories import make_items, make_version, queue_retrain
 from tests.security.conftest import PASSWORD
 from webapp.extensions import db
 from webapp.models import (
+    Alert,
     Annotation,
     ApiKey,
     Item,
@@ -90,6 +91,12 @@ def status_of(version: int) -> str:
     return db.session.scalar(select(ModelVersion.status).where(ModelVersion.version == version))
 
 
+def alert_state(alert_id: int) -> str:
+    """The state of an alert, read afresh."""
+    db.session.expire_all()
+    return db.session.get(Alert, alert_id).state
+
+
 def victim(ctx) -> User:
     """The operation's target user."""
     return db.session.get(User, ctx["victim"])
@@ -145,6 +152,15 @@ OPS = [
         effect=lambda c: not excluded(c["excluded"]),
     ),
     Op("annotate.show_item", "GET", lambda c: f"/projects/news/items/{c['item']}", member_run_role),
+    Op("monitor.monitor", "GET", lambda c: "/projects/news/monitor", member_run_role),
+    Op("monitor.alerts", "GET", lambda c: "/projects/news/alerts", member_run_role),
+    Op(
+        "monitor.acknowledge",
+        "POST",
+        lambda c: f"/projects/news/alerts/{c['alert']}/acknowledge",
+        member_engineer,
+        effect=lambda c: alert_state(c["alert"]) == "acknowledged",
+    ),
     Op("runs.index", "GET", lambda c: "/projects/news/runs", member_run_role),
     Op("runs.show", "GET", lambda c: f"/projects/news/runs/{c['run']}", member_run_role),
     Op(
@@ -403,6 +419,9 @@ def _contexts(team, n: int) -> list[dict]:
     make_version(news, 1, "retired")
     make_version(news, 2, "champion")
     models = [make_version(news, 3 + i).version for i in range(n)]
+    alerts = [Alert(project_id=news.id, metric="volume", message="quiet") for _ in range(n)]
+    db.session.add_all(alerts)
+    db.session.commit()
     return [
         {
             "item": item,
@@ -413,9 +432,10 @@ def _contexts(team, n: int) -> list[dict]:
             "run": run.id,
             "runs": runs,
             "model": model,
+            "alert": alert.id,
         }
-        for item, out, (target, disabled, key), model in zip(
-            items, excluded_items, rows, models, strict=True
+        for item, out, (target, disabled, key), model, alert in zip(
+            items, excluded_items, rows, models, alerts, strict=True
         )
     ]
 
