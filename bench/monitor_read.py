@@ -2,7 +2,7 @@
 
 Per size, in one database: a project's app logs N predictions of its own model over 90 days
 through the product's own bulk path (`serving.log_predictions`, 1,000 per call, each with its
-`timestamp`), the monitoring job computes the windows (`monitoring.run_monitoring`, timed and
+`timestamp`), the monitoring job computes the windows (`alerts.run_monitoring`, timed and
 printed), then `GET /api/v1/projects/{slug}/monitor?limit=90` is timed through the WSGI app.
 Reads of the sizes are interleaved, so the machine's load hits them alike. The baseline, in
 the same process: one raw SQL read of the same 90 rows (`SELECT stats, drift,
@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from bench.common import bench_app, header, parse_args, repeat, timed
 from tests.factories import WORDS, make_key, make_project
-from webapp import monitoring, serving
+from webapp import alerts, serving
 from webapp.extensions import db
 
 DAYS = 90
@@ -79,7 +79,7 @@ def setup_size(n: int) -> dict:
     project = make_project(slug=f"mon{n}", settings={"retrain_every": 0})
     key = make_key(project, ("admin",))
     load_s, _ = timed(lambda: _log(project, n))
-    compute_s, done = timed(lambda: monitoring.run_monitoring(project.id))
+    compute_s, done = timed(lambda: alerts.run_monitoring(project.id))
     return {
         "n": n,
         "project": project,

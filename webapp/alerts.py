@@ -23,11 +23,12 @@ from sqlalchemy import select
 from labeling import alerting
 from labeling import monitoring as stats
 
-from . import webhooks
+from . import monitoring, webhooks
 from .enums import AlertState, Trigger
 from .extensions import db
 from .models import Alert, AlertRule, MonitorWindow, Project, utcnow
 from .training import champion_version, trigger_retrain
+from .transaction import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,10 @@ def evaluate_project(project: Project, now: datetime) -> int:
     ).all()
     if key is None or not rules:
         return 0
-    from .monitoring import window_start
-
     length = int(project.setting("monitor_window"))
-    newest = window_start(now, length) - timedelta(seconds=length)  # the newest closed window
+    newest = monitoring.window_start(now, length) - timedelta(
+        seconds=length
+    )  # the newest closed window
     span = max(rule.window for rule in rules)
     windows = {
         w.start: w
@@ -196,6 +197,20 @@ def evaluate_project(project: Project, now: datetime) -> int:
         rule.state = state
     db.session.flush()
     return changed
+
+
+@unit_of_work
+def run_monitoring(project_id: int, now: datetime | None = None) -> dict:
+    """One monitoring pass of a project (the monitoring job): bring its windows up to date
+    (`webapp.monitoring`), then step its rules on them. Returns the counts of windows written
+    and alerts that fired or resolved."""
+    written = monitoring.update_windows(project_id)
+    project = db.session.get(Project, project_id)
+    if project is None:
+        return {"windows": written, "alerts": 0}
+    changed = evaluate_project(project, now or utcnow())
+    db.session.commit()
+    return {"windows": written, "alerts": changed}
 
 
 def _open_alert(rule: AlertRule) -> Alert | None:

@@ -1,33 +1,24 @@
-"""Production monitoring: references at training time, stored windows, and alerts on them.
+"""Production monitoring: stored windows of every model's traffic, and reading them.
 
-- **References.** Every retrain summarises, once, what the new version will be compared with
-  (`reference_for`): a uniform random sample of the project's pool (the population the model
-  was trained from, without the active-learning bias of the labeled items; the held-out audits
-  are a uniform sample of the same pool), summarised by `labeling.drift` (quantile sketches,
-  category counts, text length and out-of-vocabulary share against the training texts'
-  vocabulary, the version's predicted labels and confidences, a capped sample of its own
-  features for the domain classifier), and the CBPE calibrator fitted on its held-out audits
-  (`labeling.monitoring.CBPE`). Apps that log their own model's predictions get a reference
-  from their first logged predictions instead (prediction drift only).
-- **Windows.** `run_monitoring` (the clock enqueues it for every project) recomputes exactly
+- **References.** What each version is compared with was summarised once, when it was trained
+  (`webapp.references`). Apps that log their own model's predictions get a reference from
+  their first logged predictions instead, or from a window the engineer picks (prediction
+  drift only).
+- **Windows.** `update_windows` (the monitoring job runs it for every project) recomputes exactly
   the windows that changed since its last pass: those that received predictions (a backfilled
   one lands in an old window), or labels or feedback on their predictions. A window is one
   `monitor_window` slice of one model's traffic; its row holds the figures with intervals
   (with their sufficient statistics, so longer periods merge without raw rows), the drift
   against the model's reference, and the CBPE estimate. Reading 90 windows reads 90 rows.
-- **Alerts.** After the windows, every enabled rule is evaluated on the newest windows
-  (`webapp.alerts`).
+- **Alerts.** The rules are stepped on the windows afterwards (`webapp.alerts`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy import func, select
 
 from labeling import drift, training
@@ -45,73 +36,14 @@ from .models import (
     Project,
     utcnow,
 )
+from .references import model_features
 from .training import first_lane, load_model
 from .transaction import unit_of_work
 
 log = logging.getLogger(__name__)
 
-# Pool items sampled for a version's drift reference.
-REFERENCE_ROWS = 2000
-# Tokens of the training texts kept as the vocabulary the out-of-vocabulary share is measured
-# against (the most frequent ones).
-VOCABULARY_CAP = 50_000
 # Logged predictions an app's own model is referenced on.
 APP_REFERENCE_ROWS = 1000
-_TOKEN = re.compile(drift.TOKEN_PATTERN)
-
-
-# ---------------------------------------------------------------------------------------------
-# References, built once per version at training time
-
-
-def _vocabulary(texts: Iterable[str]) -> list[str]:
-    counts: dict[str, int] = defaultdict(int)
-    for text in texts:
-        for token in _TOKEN.findall(str(text).lower()):
-            counts[token] += 1
-    ranked = sorted(counts, key=lambda t: (-counts[t], t))
-    return sorted(ranked[:VOCABULARY_CAP])
-
-
-def _model_features(model, X):
-    """The model's own features of X: its pipeline up to the classifier."""
-    return model[:-1].transform(X) if len(model.steps) > 1 else X
-
-
-def reference_for(project: Project, model, X_train, X_held, y_held) -> tuple[dict, dict]:
-    """The drift reference and the CBPE calibrator of a freshly trained version.
-
-    Reads a uniform random sample of the pool (`REFERENCE_ROWS` items by the items' random
-    key); the calibrator is fitted on the held-out audits (identity with too few of them).
-    """
-    labels = list(project.labels)
-    rows = db.session.scalars(
-        select(Item.data)
-        .where(Item.project_id == project.id, Item.excluded_at.is_(None))
-        .order_by(Item.rand)
-        .limit(REFERENCE_ROWS)
-    ).all()
-    X = training.to_matrix(project.kind, list(rows), project.features)
-    proba = training.predict_proba_for(model, X, labels) if len(rows) else np.zeros((0, 0))
-    predicted = [labels[i] for i in proba.argmax(axis=1)] if len(rows) else []
-    confidence = proba.max(axis=1) if len(rows) else []
-    common = {
-        "predicted_labels": predicted,
-        "confidences": confidence,
-        "bins": int(project.setting("drift_bins")),
-        "features": _model_features(model, X) if len(rows) else None,
-        "source": f"{len(rows)} random pool items and the version's predictions on them",
-    }
-    if project.kind == "text":
-        vocabulary = _vocabulary(X_train)
-        reference = drift.build_reference(texts=X, vocabulary=vocabulary, **common)
-        reference["vocabulary"] = vocabulary
-    else:
-        reference = drift.build_reference(X_numeric=X, feature_names=project.features, **common)
-    calibrator = stats.CBPE(labels)
-    if len(y_held):
-        calibrator.fit([str(y) for y in y_held], training.predict_proba_for(model, X_held, labels))
-    return reference, calibrator.to_dict()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +298,7 @@ def _drift_and_estimate(project, state, key, rows, version_id):
         common = {
             "predicted_labels": predicted,
             "confidences": confidence if has_proba else None,
-            "features": _model_features(model, X) if reference.get("sample") else None,
+            "features": model_features(model, X) if reference.get("sample") else None,
         }
         if project.kind == "text":
             result = drift.compare(
@@ -382,16 +314,12 @@ def _drift_and_estimate(project, state, key, rows, version_id):
 
 
 @unit_of_work
-def run_monitoring(project_id: int, now: datetime | None = None) -> dict:
-    """Bring a project's windows up to date, then evaluate its alert rules (a job's unit).
-
-    Returns the counts of windows written and alerts changed.
-    """
-    from . import alerts
-
+def update_windows(project_id: int) -> int:
+    """Bring a project's stored windows up to date; return how many were written (a unit of
+    work: one commit at the end). `alerts.run_monitoring` runs it, then the alert rules."""
     project = db.session.get(Project, project_id)
     if project is None:
-        return {"windows": 0, "alerts": 0}
+        return 0
     length = int(project.setting("monitor_window"))
     state = _state(project_id)
     starts, marks = _changed_windows(project_id, state, length)
@@ -403,9 +331,7 @@ def run_monitoring(project_id: int, now: datetime | None = None) -> dict:
         setattr(state, name, value)
     state.computed_at = utcnow()
     db.session.commit()
-    changed = alerts.evaluate_project(project, now or utcnow())
-    db.session.commit()
-    return {"windows": written, "alerts": changed}
+    return written
 
 
 # ---------------------------------------------------------------------------------------------

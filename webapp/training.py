@@ -22,7 +22,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 
 from labeling import artifacts, evaluation, review, split, training
 
-from . import jobs, registry, scoring, webhooks
+from . import jobs, references, registry, scoring, webhooks
 from .enums import (
     Decision,
     JudgedBy,
@@ -682,12 +682,10 @@ def _retrain(run_id: int, progress: Callable[[str], None]) -> None:
 
 
 def _monitoring_reference(project: Project, model, X_train, X_held, y_held):
-    """What monitoring compares the version with (`webapp.monitoring.reference_for`); a
+    """What monitoring compares the version with (`webapp.references.reference_for`); a
     version is still recorded, unmonitored, if that fails."""
-    from . import monitoring
-
     try:
-        reference, calibrator = monitoring.reference_for(project, model, X_train, X_held, y_held)
+        reference, calibrator = references.reference_for(project, model, X_train, X_held, y_held)
     except Exception:  # noqa: BLE001 (monitoring must never cost a retrain its model)
         log.exception("no monitoring reference for a version of project %s", project.slug)
         return None, None

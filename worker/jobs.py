@@ -73,6 +73,6 @@ def compute_monitoring(project_id: int) -> dict:
     """Bring project `project_id`'s monitoring windows up to date, then evaluate its alerts."""
     with get_app().app_context():
         _fresh_connections()
-        from webapp import monitoring
+        from webapp import alerts
 
-        return monitoring.run_monitoring(project_id)
+        return alerts.run_monitoring(project_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.api.helpers import assert_problem
-from webapp import monitoring
+from webapp.alerts import run_monitoring
 
 TEXTS = ["the team won the cup match", "the minister lost the vote", "a new phone chip and app"]
 
@@ -23,7 +23,7 @@ def _traffic(api, project) -> None:
         for i in range(12)
     ]
     assert api.post("/projects/news/predictions", {"predictions": rows}).status_code == 201
-    monitoring.run_monitoring(project.id)
+    run_monitoring(project.id)
 
 
 def test_the_monitor_returns_windows_per_model_with_figures_and_drift(api, project, champion):
@@ -125,7 +125,7 @@ def test_an_alert_fires_is_listed_and_acknowledged(api, project, champion):
     ).get_json()
     _traffic(api, project)
     tomorrow = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
-    monitoring.run_monitoring(project.id, now=tomorrow)
+    run_monitoring(project.id, now=tomorrow)
     (alert,) = [
         a for a in api.get("/projects/news/alerts").get_json()["alerts"] if a["rule"] == "quiet"
     ]
@@ -158,7 +158,7 @@ def test_an_engineer_picks_the_reference_window_of_an_app_model(api, project):
         for _ in range(60)
     ]
     assert api.post("/projects/news/predictions", {"predictions": rows}).status_code == 201
-    monitoring.run_monitoring(project.id)
+    run_monitoring(project.id)
     # By default the reference is the first 1,000 predictions: here both days mixed, which
     # neither day looks like.
     windows = api.get("/projects/news/monitor?model=app:legacy").get_json()["windows"]
@@ -198,7 +198,7 @@ def test_an_app_model_with_probabilities_gets_a_label_free_estimate(api, project
         for i in range(50)
     ]
     assert api.post("/projects/news/predictions", {"predictions": rows}).status_code == 201
-    monitoring.run_monitoring(project.id)
+    run_monitoring(project.id)
     (window,) = api.get("/projects/news/monitor?model=app:legacy").get_json()["windows"]
     # Taken at their word, probabilities of 0.8 on the predicted label expect 80% accuracy.
     assert window["estimate"]["accuracy"]["value"] == pytest.approx(0.8)

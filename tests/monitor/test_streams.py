@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 
 from labeling import monitoring as stats
 from tests.factories import _AuditLane
-from webapp import monitoring, pool, serving, training, webhooks
+from webapp import pool, serving, training, webhooks
+from webapp.alerts import run_monitoring
 from webapp.extensions import db
 from webapp.models import Alert, Item, MonitorWindow, Prediction, RetrainRun, Webhook
 
@@ -105,7 +106,7 @@ def test_covariate_shift_raises_drift_and_cbpe_tracks_the_realised_accuracy(stre
     days += [np.column_stack([rng.normal(0, 0.25, 2500), rng.normal(0, 1, 2500)]) for _ in "xy"]
     for day, X in enumerate(days):
         label_day(project, serve_day(project, day, X), rng, audits=40)
-    done = monitoring.run_monitoring(project.id, now=T0 + 4 * DAY + timedelta(minutes=5))
+    done = run_monitoring(project.id, now=T0 + 4 * DAY + timedelta(minutes=5))
     assert done["windows"] == 4
 
     w = windows(project)
@@ -133,7 +134,7 @@ def test_no_shift_raises_no_alert(stream):
     project, rng = stream
     for day in range(4):
         label_day(project, serve_day(project, day, rng.normal(size=(400, 2))), rng, audits=40)
-    monitoring.run_monitoring(project.id, now=T0 + 4 * DAY + timedelta(minutes=5))
+    run_monitoring(project.id, now=T0 + 4 * DAY + timedelta(minutes=5))
     assert [x.drift["severity"] for x in windows(project)] == ["none"] * 4
     assert [a.message for a in db.session.scalars(select(Alert))] == []
 
@@ -150,7 +151,7 @@ def test_concept_shift_fires_the_accuracy_alert_signs_the_webhook_and_retrains(
         label_day(project, serve_day(project, day, rng.normal(size=(400, 2))), rng, audits=60)
     # The world changes: the same inputs now mean the other label where x1 > 0.
     label_day(project, serve_day(project, 2, rng.normal(size=(400, 2))), rng, 60, flip=True)
-    monitoring.run_monitoring(project.id, now=T0 + 3 * DAY + timedelta(minutes=5))
+    run_monitoring(project.id, now=T0 + 3 * DAY + timedelta(minutes=5))
 
     w = windows(project)
     audited = [x.stats["labeled"]["audit"]["accuracy"]["value"] for x in w]
@@ -177,10 +178,10 @@ def test_windows_are_only_recomputed_when_something_reaches_them(stream):
     project, rng = stream
     first = serve_day(project, 0, rng.normal(size=(50, 2)))
     serve_day(project, 1, rng.normal(size=(50, 2)))
-    assert monitoring.run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 2
-    assert monitoring.run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 0
+    assert run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 2
+    assert run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 0
     # A label on a day-0 item recomputes day 0 only.
     item_id = db.session.get(Prediction, first[0]).item_id
     pool.label_unlabeled(project, [(item_id, "a")], "user:late")
-    assert monitoring.run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 1
+    assert run_monitoring(project.id, now=T0 + 2 * DAY)["windows"] == 1
     assert windows(project)[0].stats["labeled"]["all"]["n"] == 1

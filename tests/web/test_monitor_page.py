@@ -16,8 +16,8 @@ from tests.monitor import test_streams
 from tests.monitor.test_streams import DAY, T0, label_day, serve_day, windows
 from tests.web.conftest import PASSWORD
 from tests.web.html import table, text
-from webapp import monitoring, serving, training
-from webapp.alerts import rule_dict
+from webapp import serving, training
+from webapp.alerts import rule_dict, run_monitoring
 from webapp.extensions import db
 from webapp.models import Alert, AlertRule, Item, Prediction, utcnow
 
@@ -53,13 +53,13 @@ def monitor_days(
         ):
             serving.add_feedback(prediction, correct=prediction.label == label)
         db.session.commit()
-        monitoring.run_monitoring(project.id, now=T0 + (day + 1) * DAY + CLOSE)
+        run_monitoring(project.id, now=T0 + (day + 1) * DAY + CLOSE)
 
 
 def one_quiet_day(project, rng) -> Alert:
     """A day of traffic, then none: the closed window after it fires `no_predictions`."""
     serve_day(project, 0, rng.normal(size=(20, 2)))
-    monitoring.run_monitoring(project.id, now=T0 + 2 * DAY + CLOSE)
+    run_monitoring(project.id, now=T0 + 2 * DAY + CLOSE)
     (alert,) = db.session.scalars(select(Alert)).all()
     assert (alert.metric, alert.state) == ("volume", "firing")
     return alert
@@ -210,7 +210,7 @@ def test_the_model_and_range_selects_swap_only_the_plots(client, login, hx, stre
         ],
     )
     db.session.commit()
-    monitoring.run_monitoring(project.id, now=T0 + 9 * DAY + CLOSE)
+    run_monitoring(project.id, now=T0 + 9 * DAY + CLOSE)
     login("engineer")
 
     page = client.get("/projects/stream/monitor").text
@@ -332,7 +332,7 @@ def test_acknowledging_a_resolved_alert_does_nothing_and_says_so(client, login, 
     alert = one_quiet_day(project, rng)
     # Traffic comes back: the next closed window resolves the alert.
     serve_day(project, 2, rng.normal(size=(20, 2)))
-    monitoring.run_monitoring(project.id, now=T0 + 3 * DAY + CLOSE)
+    run_monitoring(project.id, now=T0 + 3 * DAY + CLOSE)
     db.session.expire_all()
     assert db.session.get(Alert, alert.id).state == "resolved"
     login("engineer")
@@ -377,8 +377,8 @@ def test_the_alerts_page_filters_by_state_and_lists_the_rules(client, login, str
     project, rng = stream
     first = one_quiet_day(project, rng)
     serve_day(project, 2, rng.normal(size=(20, 2)))
-    monitoring.run_monitoring(project.id, now=T0 + 3 * DAY + CLOSE)  # resolves it
-    monitoring.run_monitoring(project.id, now=T0 + 5 * DAY + CLOSE)  # silence again: fires
+    run_monitoring(project.id, now=T0 + 3 * DAY + CLOSE)  # resolves it
+    run_monitoring(project.id, now=T0 + 5 * DAY + CLOSE)  # silence again: fires
     alerts = db.session.scalars(select(Alert).order_by(Alert.id)).all()
     assert [(a.id, a.state) for a in alerts] == [(first.id, "resolved"), (alerts[1].id, "firing")]
     login("reviewer")
