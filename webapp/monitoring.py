@@ -212,14 +212,20 @@ def set_app_reference(
             MonitorWindow.project_id == project.id, MonitorWindow.model_key == key
         )
     ).all()
+    models: dict = {}
     for start in starts:
-        _compute(project, state, start, start + timedelta(seconds=length))
+        _compute(project, state, start, start + timedelta(seconds=length), models)
     db.session.flush()
     return reference
 
 
-def _compute(project: Project, state: MonitorState, start: datetime, end: datetime) -> int:
-    """Recompute every model's window starting at `start`; return how many were written."""
+def _compute(
+    project: Project, state: MonitorState, start: datetime, end: datetime, models: dict
+) -> int:
+    """Recompute every model's window starting at `start`; return how many were written.
+
+    `models` caches the fitted model of each version for the pass (a backfill recomputes many
+    windows of one version: its artifact is loaded once, not once per window)."""
     labels = list(project.labels)
     groups: dict[str, list] = defaultdict(list)
     for row in _window_rows(project.id, start, end):
@@ -253,7 +259,7 @@ def _compute(project: Project, state: MonitorState, start: datetime, end: dateti
             ],
         )
         version_id = rows[0][5]
-        drift_result, estimate = _drift_and_estimate(project, state, key, rows, version_id)
+        drift_result, estimate = _drift_and_estimate(project, state, key, rows, version_id, models)
         window = existing.get(key) or MonitorWindow(
             project_id=project.id, model_key=key, start=start
         )
@@ -266,7 +272,7 @@ def _compute(project: Project, state: MonitorState, start: datetime, end: dateti
     return written
 
 
-def _drift_and_estimate(project, state, key, rows, version_id):
+def _drift_and_estimate(project, state, key, rows, version_id, models: dict):
     """Drift against the model's reference and the CBPE estimate, where each can be had."""
     thresholds = None
     predicted = [r[1] for r in rows]
@@ -294,7 +300,9 @@ def _drift_and_estimate(project, state, key, rows, version_id):
     result = estimate = None
     if reference:
         X = training.to_matrix(project.kind, [r[6] for r in rows], project.features)
-        model = load_model(version)
+        if version_id not in models:
+            models[version_id] = load_model(version)
+        model = models[version_id]
         common = {
             "predicted_labels": predicted,
             "confidences": confidence if has_proba else None,
@@ -323,9 +331,9 @@ def update_windows(project_id: int) -> int:
     length = int(project.setting("monitor_window"))
     state = _state(project_id)
     starts, marks = _changed_windows(project_id, state, length)
-    written = 0
+    written, models = 0, {}
     for start in sorted(starts):
-        written += _compute(project, state, start, start + timedelta(seconds=length))
+        written += _compute(project, state, start, start + timedelta(seconds=length), models)
         db.session.flush()
     for name, value in marks.items():
         setattr(state, name, value)
