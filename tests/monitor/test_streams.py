@@ -156,8 +156,9 @@ def test_concept_shift_fires_the_accuracy_alert_signs_the_webhook_and_retrains(
 
     w = windows(project)
     audited = [x.stats["labeled"]["audit"]["accuracy"]["value"] for x in w]
-    # 100 audits a day: the flipped day's accuracy (about 0.5) is 4 standard errors below 0.7.
-    assert audited[0] > 0.8 and audited[2] < 0.7, audited
+    # 100 audits a day (a standard error near 0.04): the model's accuracy is about 0.83 before
+    # the shift and about 0.5 after it, each more than 3 standard errors from 0.7.
+    assert min(audited[:2]) > 0.7 > audited[2], audited
     # The inputs did not move: CBPE still expects the old accuracy, and no drift is seen.
     assert w[2].estimate["accuracy"]["value"] > 0.8 and w[2].drift["features"]["x1"] == "none"
 
