@@ -285,3 +285,11 @@ def test_a_challenger_three_points_better_is_promoted_at_least_at_the_stated_pow
     ab = simulate(1000, baseline=0.80, effect=0.03, units=units, peek=100, seed=21)
     promoted = np.mean(ab["rule"] == RULE_NAMES.index("promote"))
     assert promoted >= stated - 3 * math.sqrt(stated * (1 - stated) / 1000)
+
+
+def test_the_design_assumes_the_larger_variance_of_the_baseline_and_the_arms_midpoint():
+    assert ex.design_variance(0.8, 0.03) == pytest.approx(0.8 * 0.2)
+    assert ex.design_variance(0.3, 0.06) == pytest.approx(0.33 * 0.67)
+    for baseline, mde in [(0.8, 0.03), (0.3, 0.06), (0.5, 0.1), (0.05, 0.02)]:
+        arms = (baseline * (1 - baseline) + (baseline + mde) * (1 - baseline - mde)) / 2
+        assert ex.design_variance(baseline, mde) >= arms
