@@ -420,12 +420,15 @@ def decision_rules(
         if max_seconds is None
         else np.asarray(elapsed, dtype=float) >= max_seconds
     )
+    # The maximum duration ends an experiment whatever its size or split: keeping the champion
+    # is always safe, and an experiment that never reaches its units must not run forever.
+    enough = np.asarray(min_arm_units) >= min_units
     conditions = [
         np.asarray(guardrail_worse, dtype=bool),
-        np.asarray(srm_mismatch, dtype=bool),
-        np.asarray(min_arm_units) < min_units,
-        verdict == 1,
-        np.nan_to_num(best, nan=np.inf) < mde,
+        np.asarray(srm_mismatch, dtype=bool) & ~time_up,
+        ~enough & ~time_up,
+        enough & (verdict == 1),
+        enough & (np.nan_to_num(best, nan=np.inf) < mde),
         time_up,
     ]
     return np.select(conditions, list(range(len(conditions))), default=len(conditions))
@@ -471,12 +474,13 @@ def decide(
     1. a guardrail's verdict is "worse": ``rollback`` at once. Confidence sequences are valid
        at every look, so this needs no minimum sample: harm is stopped as soon as it shows;
     2. a sample ratio mismatch: ``continue``, every automatic decision held (the split is
-       untrustworthy, so are the comparisons);
-    3. an arm has fewer than ``min_units`` units: ``continue``;
+       untrustworthy, so are the comparisons) but the maximum duration's keep;
+    3. an arm has fewer than ``min_units`` units (and time is not up): ``continue``;
     4. the primary metric is "better": ``promote``;
     5. futility: the sequential interval's end in the better direction is below ``mde``, so
        the challenger cannot win by the effect the experiment was designed to find: ``keep``;
-    6. ``max_seconds`` have passed: ``keep``;
+    6. ``max_seconds`` have passed: ``keep``, whatever the units or the split (keeping the
+       champion is always safe, and an experiment that never gathers its units must end);
     7. otherwise ``continue``.
 
     Args:

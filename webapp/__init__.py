@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .annotate import bp as annotate_bp
     from .api import init_app as init_api
     from .auth import bp as auth_bp
+    from .experiments import bp as experiments_bp
     from .monitor import bp as monitor_bp
     from .ops import init_app as init_ops
     from .runs import bp as runs_bp
@@ -46,6 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(monitor_bp)
     app.register_blueprint(annotate_bp)
     app.register_blueprint(runs_bp)
+    app.register_blueprint(experiments_bp)
     app.register_blueprint(admin_bp)
     ratelimit.init_app(app)
     init_ops(app)

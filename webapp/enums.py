@@ -168,3 +168,35 @@ class WebhookEvent(StrEnum):
     ALERT_RESOLVED = "alert.resolved"
     RUN_FINISHED = "run.finished"
     MODEL_PROMOTED = "model.promoted"
+    EXPERIMENT_STARTED = "experiment.started"
+    EXPERIMENT_DECIDED = "experiment.decided"
+
+
+class ExperimentStatus(StrEnum):
+    """Where an A/B experiment is."""
+
+    RUNNING = "running"  # serving its split (at most one per project)
+    STOPPED = "stopped"  # decided, by its own rule or by an engineer
+
+
+class ExperimentMode(StrEnum):
+    """How the challenger meets traffic."""
+
+    AB = "ab"  # it serves its share of units
+    SHADOW = "shadow"  # it scores every request in the background and serves none
+
+
+class ExperimentDecision(StrEnum):
+    """How an experiment ended."""
+
+    PROMOTE = "promote"  # the challenger won: promoted through the registry
+    KEEP = "keep"  # the champion stays (futility, maximum duration, or a person's call)
+    ROLLBACK = "rollback"  # a guardrail broke: the challenger is rejected at once
+    SUPERSEDED = "superseded"  # the champion changed outside the experiment
+
+
+class Arm(StrEnum):
+    """An experiment's two arms."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"

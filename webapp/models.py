@@ -39,6 +39,9 @@ from .enums import (
     AlertState,
     Decision,
     DeliveryStatus,
+    ExperimentDecision,
+    ExperimentMode,
+    ExperimentStatus,
     ItemSource,
     Kind,
     ModelAction,
@@ -515,8 +518,23 @@ class Prediction(db.Model):
     # The end user or session the prediction served (sticky A/B splits key on it).
     unit: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The exposure: the experiment running when it was served, and the unit's arm in it (no
+    # foreign key: adding one would rebuild this, the largest table, on SQLite; experiments are
+    # never deleted but with their project, which takes its predictions along).
+    experiment_id: Mapped[int | None] = mapped_column(Integer)
+    arm: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_prediction_project_created", "project_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_prediction_project_created", "project_id", "created_at"),
+        # An experiment's analysis reads its exposures alone.
+        Index(
+            "ix_prediction_experiment",
+            "experiment_id",
+            "arm",
+            sqlite_where=text("experiment_id IS NOT NULL"),
+            postgresql_where=text("experiment_id IS NOT NULL"),
+        ),
+    )
 
 
 class Feedback(db.Model):
@@ -833,3 +851,85 @@ class ScheduleState(db.Model):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     expression: Mapped[str] = mapped_column(String(100))
     last_due: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Experiment(db.Model):
+    """A live test of the champion against one challenger on a sticky split of units.
+
+    The design (share, mode, primary and guardrail metrics, alpha, the effect it is powered
+    for, the minimum units and the maximum duration) is fixed when it starts. `analysis` is
+    the latest look (webapp.experiments); `decision`, `decided_by` and `reasons` say how it
+    ended. At most one runs per project, enforced by a partial unique index.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=ExperimentStatus.RUNNING)
+    mode: Mapped[str] = mapped_column(String(16), default=ExperimentMode.AB)
+    champion_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    challenger_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL")
+    )
+    share: Mapped[float] = mapped_column(Float)
+    # Hashed with each unit to pick its arm: a new experiment reshuffles units.
+    salt: Mapped[str] = mapped_column(String(32))
+    primary_metric: Mapped[str] = mapped_column(String(32))
+    guardrails: Mapped[list] = mapped_column(JSON, default=list)
+    alpha: Mapped[float] = mapped_column(Float)
+    mde: Mapped[float] = mapped_column(Float)
+    min_units: Mapped[int] = mapped_column(Integer)
+    max_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    analysis: Mapped[dict | None] = mapped_column(JSON)
+    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The sample-ratio-mismatch alert, once raised (it is raised once per experiment).
+    srm_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"))
+    # Shadow mode: the newest prediction the challenger has scored.
+    shadow_high_water: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        Index("ix_experiment_project", "project_id", "id"),
+        Index(
+            "uq_experiment_running",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        one_of("status", ExperimentStatus),
+        one_of("mode", ExperimentMode),
+        one_of("decision", ExperimentDecision),
+        CheckConstraint("share > 0 AND share < 1", name="share"),
+    )
+
+
+class ExperimentLook(db.Model):
+    """One analysis of a running experiment: its figures then (the page's curves over time)."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    figures: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_experiment_look_experiment", "experiment_id", "id"),)
+
+
+class ShadowPrediction(db.Model):
+    """What a shadow experiment's challenger predicted for a request the champion served."""
+
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("prediction.id", ondelete="CASCADE"), primary_key=True
+    )
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(100))
+    probabilities: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_shadow_prediction_experiment", "experiment_id"),)

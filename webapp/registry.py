@@ -25,10 +25,16 @@ from sqlalchemy.exc import IntegrityError
 from labeling import split
 
 from . import webhooks
-from .enums import ModelAction, ModelStatus, WebhookEvent
+from .enums import (
+    ExperimentDecision,
+    ExperimentStatus,
+    ModelAction,
+    ModelStatus,
+    WebhookEvent,
+)
 from .errors import Conflict, NotFound, ValidationError
 from .extensions import db
-from .models import ModelEvent, ModelVersion, Project, utcnow
+from .models import Experiment, ModelEvent, ModelVersion, Project, utcnow
 
 # The longest reason a person may give for a registry change.
 MAX_REASON = 2000
@@ -104,10 +110,12 @@ def reject(version: ModelVersion, actor: str, reason: str) -> ModelEvent:
             f"Version {version.version} is {version.status}: only a candidate or the challenger "
             "can be rejected."
         )
-    return _guarded(
-        lambda: _move(version, ModelStatus.REJECTED),
-        lambda: _event(project, version, ModelAction.REJECT, actor, reason),
-    )
+
+    def record() -> ModelEvent:
+        _end_experiment(project.id, version.id, actor, f"version {version.version} was rejected")
+        return _event(project, version, ModelAction.REJECT, actor, reason)
+
+    return _guarded(lambda: _move(version, ModelStatus.REJECTED), record)
 
 
 def rollback(
@@ -327,6 +335,7 @@ def _crown(project: Project, version: ModelVersion, action: str, actor: str, rea
             "reason": reason,
         }
         webhooks.emit(project.id, WebhookEvent.MODEL_PROMOTED, payload)
+        _end_experiment(project.id, None, actor, f"version {version.version} became the champion")
         return event
 
     # No rescore: the queue's scores are the learner's (the newest version, see
@@ -388,3 +397,36 @@ def _event(
     db.session.add(event)
     db.session.flush()
     return event
+
+
+def _end_experiment(project_id: int, version_id: int | None, actor: str, what: str) -> None:
+    """End the running experiment when its champion (`version_id` None) or its challenger
+    (`version_id`) changes outside it: its arms no longer compare what its design said. An
+    experiment's own moves (actor `experiment:<id>`) leave it running; it records them."""
+    experiment = db.session.scalar(
+        select(Experiment).where(
+            Experiment.project_id == project_id, Experiment.status == ExperimentStatus.RUNNING
+        )
+    )
+    if experiment is None or actor == f"experiment:{experiment.id}":
+        return
+    if version_id is not None and version_id != experiment.challenger_version_id:
+        return
+    experiment.status, experiment.stopped_at = ExperimentStatus.STOPPED, utcnow()
+    experiment.decision, experiment.decided_by = ExperimentDecision.SUPERSEDED, actor[:64]
+    experiment.reasons = [
+        *(experiment.reasons or []),
+        f"Ended: {what} ({actor}), so the arms no longer compare what the design said.",
+    ]
+    db.session.flush()
+    webhooks.emit(
+        project_id,
+        WebhookEvent.EXPERIMENT_DECIDED,
+        {
+            "experiment_id": experiment.id,
+            "name": experiment.name,
+            "decision": experiment.decision,
+            "decided_by": experiment.decided_by,
+            "reasons": experiment.reasons,
+        },
+    )

@@ -1,4 +1,5 @@
-"""The clock: what runs on a schedule (retrains, monitoring windows, webhook retries).
+"""The clock: what runs on a schedule (retrains, monitoring windows, experiments' looks and
+shadow scoring, webhook retries).
 
 `tick` is one pass of the `clock` process (`corrigo clock`, in the Procfile). Schedules live in
 the database (the project setting `retrain_schedule`, a cron expression in UTC), so a change
@@ -16,7 +17,7 @@ from datetime import datetime
 from cronsim import CronSim, CronSimError
 from sqlalchemy import select
 
-from . import jobs, webhooks
+from . import abtests, jobs, webhooks
 from .enums import Trigger
 from .extensions import db
 from .models import Project, ScheduleState, utcnow
@@ -96,17 +97,19 @@ def request_monitoring() -> int:
 
 @unit_of_work
 def tick(now: datetime | None = None, monitor: bool = True) -> dict[str, int]:
-    """One pass of the clock: schedules, then monitoring, then due webhook deliveries.
+    """One pass of the clock: schedules, then monitoring and experiments, then due webhook
+    deliveries.
 
     Each part commits on its own, so a fault in one (Redis unreachable) costs the others
     nothing; what could not be enqueued is enqueued by a later pass or the workers' sweep.
     """
-    done = {"retrains": 0, "monitoring": 0, "deliveries": 0}
+    done = {"retrains": 0, "monitoring": 0, "experiments": 0, "deliveries": 0}
     done["retrains"] = len(fire_schedules(now))
     db.session.commit()
     try:
         if monitor:
             done["monitoring"] = request_monitoring()
+            done["experiments"] = abtests.request_steps()
         for delivery_id in webhooks.due_deliveries():
             if jobs.job_status(f"webhook-{delivery_id}") == "queued":
                 continue

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from labeling import sampling, training
 
+from . import abtests
 from .enums import ModelStatus
 from .errors import Conflict, ValidationError
 from .extensions import db
@@ -79,6 +80,11 @@ def predict(
             "This project has no model yet: label items and retrain to promote a first champion."
         )
     version_id, version_no, model = champion
+    # A running experiment: the unit's sticky arm, served by the challenger on its side.
+    exposure = abtests.arm_for(project.id, unit)
+    if exposure is not None and exposure[2] is not None:
+        version, model = abtests.model_of(exposure[2])
+        version_id, version_no = version.id, version.version
     labels = list(project.labels)
     X = training.to_matrix(project.kind, [data], project.features)
     proba = training.predict_proba_for(model, X, labels)
@@ -101,6 +107,8 @@ def predict(
         label=labels[best],
         probabilities={lab: round(float(p), 6) for lab, p in zip(labels, proba[0], strict=True)},
         unit=unit,
+        experiment_id=exposure[0] if exposure else None,
+        arm=exposure[1] if exposure else None,
     )
     db.session.add(prediction)
     db.session.flush()  # the caller commits (webapp/transaction.py)
@@ -110,6 +118,7 @@ def predict(
         "label": prediction.label,
         "probabilities": prediction.probabilities,
         "model_version": version_no,
+        "experiment": {"id": exposure[0], "arm": exposure[1]} if exposure else None,
     }
 
 

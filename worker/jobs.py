@@ -76,3 +76,21 @@ def compute_monitoring(project_id: int) -> dict:
         from webapp import alerts
 
         return alerts.run_monitoring(project_id)
+
+
+def analyze_experiment(experiment_id: int) -> str | None:
+    """Look at running experiment `experiment_id`: its figures, an SRM alert, its decision."""
+    with get_app().app_context():
+        _fresh_connections()
+        from webapp import abtests
+
+        return abtests.step(experiment_id)
+
+
+def score_shadow(experiment_id: int) -> int:
+    """Score shadow experiment `experiment_id`'s new requests with its challenger."""
+    with get_app().app_context():
+        _fresh_connections()
+        from webapp import abtests
+
+        return abtests.score_shadow(experiment_id)

@@ -11,6 +11,7 @@ from ..auth.ratelimit import api_key_prefix, api_limit, limiter
 from ..errors import PROBLEM
 from . import (
     docs,
+    experiments,
     items,
     labels,
     models,
@@ -32,6 +33,7 @@ RESOURCES = (
     settings,
     labels,
     monitor,
+    experiments,
     webhooks,
     docs,
 )

@@ -32,6 +32,13 @@ class PredictRequest(Schema):
     unit = f.identifier("The end user or session the prediction serves.")
 
 
+class Exposure(Schema):
+    """The experiment a prediction was served in, and the unit's arm (sticky for the unit)."""
+
+    id = fields.Integer(required=True)
+    arm = fields.String(required=True, validate=validate.OneOf(("champion", "challenger")))
+
+
 class PredictResponse(Schema):
     """The champion's prediction, logged so that feedback can refer to it."""
 
@@ -39,7 +46,17 @@ class PredictResponse(Schema):
     item_id = fields.Integer(required=True)
     label = f.label(required=True)
     probabilities = f.NumberMap(required=True, metadata={"description": "Probability per label."})
-    model_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    model_version = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "The model version that served it (an experiment's arm's)."},
+    )
+    experiment = fields.Nested(
+        Exposure,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The running experiment and the unit's arm in it, or null."},
+    )
 
 
 class LoggedPrediction(Schema):
@@ -129,7 +146,8 @@ class FeedbackCreated(Schema):
 @scoped(
     "predict",
     "Predict with the project's current champion and log the prediction, so that feedback can "
-    "refer to it.",
+    "refer to it. While an A/B experiment runs, a request with a `unit` is served by that "
+    "unit's arm (the same one every time); the answer names the version and the arm.",
     errors=(404, 409, *BODY_ERRORS),
 )
 @with_project

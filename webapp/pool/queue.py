@@ -25,9 +25,25 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Select, Update, exists, func, literal_column, or_, select, update
 
-from ..enums import ModelStatus, QueueReason, values
+from ..enums import (
+    Arm,
+    ExperimentMode,
+    ExperimentStatus,
+    ModelStatus,
+    QueueReason,
+    values,
+)
 from ..extensions import db
-from ..models import Annotation, Item, ModelVersion, Project, Skip, utcnow
+from ..models import (
+    Annotation,
+    Experiment,
+    Item,
+    ModelVersion,
+    Prediction,
+    Project,
+    Skip,
+    utcnow,
+)
 from ..scoring import cold_start_key
 from ..training import current_scores
 from ..transaction import unit_of_work
@@ -102,6 +118,7 @@ def lanes(
     cursor: Cursor | None = None,
     passed: list[int] = (),
     current: list | None = None,
+    exposure: tuple[int, str] | None = None,
 ) -> Iterator[tuple[Select, str]]:
     """Yield (query for the head's id, reason) per lane in priority order; each one index scan.
 
@@ -111,7 +128,8 @@ def lanes(
     `cursor`, the expert's skip cursor, lets that lane start after the skipped prefix, and
     `passed` are the cursor's passed items that are free now, best first. `current` holds the
     clauses that keep the uncertain lane to scores under the current (champion, strategy) key
-    (`training.current_scores`): a score of another key is on another scale.
+    (`training.current_scores`): a score of another key is on another scale. `exposure`, an
+    (experiment id, arm) pair, sends an audit to that arm's predictions first.
     """
     base = [Item.project_id == project_id, _free(now), _not_skipped_by(annotator)]
     base.append(Item.excluded_at.is_(None))  # an engineer took it out (pool/exclusion.py)
@@ -145,6 +163,20 @@ def lanes(
     # first model these are the audits, the held-out set: never steered by any score.
     reason = QueueReason.AUDIT if champion else QueueReason.COLD_START
     start = rng.random()
+    if exposure is not None:
+        # A running experiment: the audit is a uniform random pick among one arm's unlabeled
+        # predictions (the arm drawn per call), so each arm gets unbiased labels however small
+        # its share. The walk along `rand` probes each candidate's predictions by item id.
+        experiment_id, arm = exposure
+        served = exists(
+            select(Prediction.id).where(
+                Prediction.item_id == Item.id,
+                Prediction.experiment_id == experiment_id,
+                Prediction.arm == arm,
+            )
+        )
+        for side in (Item.rand >= start, Item.rand < start):
+            yield select(Item.id).where(*pool, side, served).order_by(Item.rand).limit(1), reason
     yield select(Item.id).where(*pool, Item.rand >= start).order_by(Item.rand).limit(1), reason
     yield select(Item.id).where(*pool, Item.rand < start).order_by(Item.rand).limit(1), reason
 
@@ -224,16 +256,34 @@ def next_item(
     cursor = skip_cursor.current(project, annotator, now) if uncertain else None
     passed = skip_cursor.free_passed(cursor, annotator, now) if cursor else []
     current = current_scores(project)
+    exposure = _audited_arm(project_id, rng) if learner and not uncertain else None
     # End the read transaction first: a SQLite connection that holds a read lock while asking
     # for the write lock gets "database is locked" at once instead of waiting its turn.
     db.session.commit()
-    chosen = lanes(project_id, annotator, now, rng, learner, uncertain, cursor, passed, current)
+    chosen = lanes(
+        project_id, annotator, now, rng, learner, uncertain, cursor, passed, current, exposure
+    )
     for lane, reason in chosen:
         item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
             return db.session.get(Item, item_id), reason
     return None
+
+
+def _audited_arm(project_id: int, rng: random.Random) -> tuple[int, str] | None:
+    """During a running A/B experiment, the (experiment id, arm) an audit samples: either arm
+    with even odds, whatever the traffic split."""
+    experiment_id = db.session.scalar(
+        select(Experiment.id).where(
+            Experiment.project_id == project_id,
+            Experiment.status == ExperimentStatus.RUNNING,
+            Experiment.mode == ExperimentMode.AB,
+        )
+    )
+    if experiment_id is None:
+        return None
+    return experiment_id, (Arm.CHAMPION if rng.random() < 0.5 else Arm.CHALLENGER)
 
 
 def release(item: Item, annotator: str) -> None:
