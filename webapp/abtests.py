@@ -160,9 +160,11 @@ def start(
         max_seconds=None if max_days is None else int(max_days * 86400),
         created_by=actor[:64],
         started_at=utcnow(),
+        phase=1,
         reasons=[],
         shadow_high_water=0,
     )
+    experiment.phase_started_at = experiment.started_at
     try:
         with db.session.begin_nested():
             db.session.add(experiment)
@@ -172,6 +174,37 @@ def start(
             "This project already runs an experiment: stop it before starting another."
         ) from None
     webhooks.emit(project.id, WebhookEvent.EXPERIMENT_STARTED, summary(experiment))
+    return experiment
+
+
+def raise_share(experiment: Experiment, share: float, actor: str) -> Experiment:
+    """Raise a running A/B experiment's challenger share: units only move from the champion
+    to the challenger (the hash is monotone in the share). A new phase starts, and the
+    analysis reads only its exposures: a unit that moved has predictions in both arms."""
+    experiment = _lock(experiment)
+    if experiment.status != ExperimentStatus.RUNNING or experiment.mode != ExperimentMode.AB:
+        raise Conflict(f"Experiment {experiment.id} is not a running A/B experiment.")
+    if not experiment.share < share < 1:
+        raise ValidationError(
+            {
+                "share": (
+                    f"must be above the current {experiment.share:g} and below 1: lowering it "
+                    "would move units back, so stop this experiment and start another"
+                )
+            }
+        )
+    now = utcnow()
+    experiment.reasons = [
+        *(experiment.reasons or []),
+        f"Share raised from {experiment.share:g} to {share:g} by {actor}; phase "
+        f"{experiment.phase + 1} counts from {now:%Y-%m-%d %H:%M} UTC.",
+    ]
+    experiment.share, experiment.phase, experiment.phase_started_at = (
+        share,
+        experiment.phase + 1,
+        now,
+    )
+    db.session.flush()
     return experiment
 
 
@@ -245,7 +278,15 @@ def model_of(version_id: int) -> tuple[ModelVersion, object]:
 # --- the figures --------------------------------------------------------------------------------
 
 
-def _unit_rows(experiment_id: int) -> dict[str, dict[str, dict[str, list]]]:
+def _exposed(experiment: Experiment) -> list:
+    """The experiment's exposures in its current phase (see `raise_share`)."""
+    return [
+        Prediction.experiment_id == experiment.id,
+        Prediction.created_at >= experiment.phase_started_at,
+    ]
+
+
+def _unit_rows(experiment: Experiment) -> dict[str, dict[str, dict[str, list]]]:
     """Per arm, per metric: the per-unit numerators and denominators, as two lists."""
     served = db.session.execute(
         select(
@@ -256,7 +297,7 @@ def _unit_rows(experiment_id: int) -> dict[str, dict[str, dict[str, list]]]:
             func.sum(case((Item.label == Prediction.label, 1), else_=0)),
         )
         .join(Item, Item.id == Prediction.item_id)
-        .where(Prediction.experiment_id == experiment_id, Prediction.unit.is_not(None))
+        .where(*_exposed(experiment), Prediction.unit.is_not(None))
         .group_by(Prediction.arm, Prediction.unit)
     ).all()
     verdicts: dict[int, tuple[str, str, str]] = {}
@@ -270,7 +311,7 @@ def _unit_rows(experiment_id: int) -> dict[str, dict[str, dict[str, list]]]:
             Feedback.label,
         )
         .join(Feedback, Feedback.prediction_id == Prediction.id)
-        .where(Prediction.experiment_id == experiment_id, Prediction.unit.is_not(None))
+        .where(*_exposed(experiment), Prediction.unit.is_not(None))
         .order_by(Feedback.id)
     ):
         # A prediction's latest feedback is its verdict.
@@ -317,13 +358,13 @@ def analyze(experiment: Experiment, now: datetime | None = None) -> dict:
     exposures = dict(
         db.session.execute(
             select(Prediction.arm, func.count())
-            .where(Prediction.experiment_id == experiment.id)
+            .where(*_exposed(experiment))
             .group_by(Prediction.arm)
         ).all()
     )
     if experiment.mode == ExperimentMode.SHADOW:
         return _round(_analyze_shadow(experiment, exposures, elapsed))
-    rows = _unit_rows(experiment.id)
+    rows = _unit_rows(experiment)
     metrics = {
         arm: {
             metric: stats.ratio_summary(

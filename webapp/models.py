@@ -884,6 +884,10 @@ class Experiment(db.Model):
     max_seconds: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Raising the share starts a new phase: the analysis reads the exposures since it began
+    # (units that moved to the challenger would otherwise count in both arms).
+    phase: Mapped[int] = mapped_column(Integer, default=1)
+    phase_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
     decision: Mapped[str | None] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(64))

@@ -41,6 +41,8 @@ def upgrade():
         sa.Column("max_seconds", sa.Integer(), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("phase", sa.Integer(), nullable=False),
+        sa.Column("phase_started_at", sa.DateTime(), nullable=False),
         sa.Column("stopped_at", sa.DateTime(), nullable=True),
         sa.Column("decision", sa.String(length=16), nullable=True),
         sa.Column("decided_by", sa.String(length=64), nullable=True),

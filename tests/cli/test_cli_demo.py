@@ -416,6 +416,16 @@ def test_demo_serves_the_loop_and_stops_cleanly(demo_instance, tmp_path):
         assert walk.returncode == 0, walk.stdout + walk.stderr
         assert "'count':" in walk.stdout and '"name":"traffic spike"' in walk.stdout, walk.stdout
         assert '"deliveries":' in walk.stdout and '"alerts":' in walk.stdout
+        # The experiments walkthrough, after both (twice: it stops what it starts): sticky arms
+        # in the answers, a look by the clock, and a stop through the registry.
+        for _ in range(2):
+            walk = run_shell(
+                both + "\n" + readme_walkthrough("## Experiments in curl"), env, tmp_path
+            )
+            assert walk.returncode == 0, walk.stdout + walk.stderr
+            arms = re.findall(r"\{'id': \d+, 'arm': '(champion|challenger)'\}", walk.stdout)
+            assert len(arms) == 5 and arms[0] == arms[4], walk.stdout  # alice kept her arm
+            assert "'mismatch': False" in walk.stdout and "keep\nstopped" in walk.stdout
 
         # SIGTERM while a retrain runs: the worker finishes it before the demo stops.
         status, answer = demo_.api("POST", "/projects/bbc-news/retrain")

@@ -199,3 +199,31 @@ def test_shadow_mode_serves_the_champion_and_scores_in_the_background(project, r
     assert shadow["scored"] == 60 and shadow["agreement"]["value"] == 1.0
     assert shadow["accuracy"]["challenger"]["n"] == 60
     assert experiment.status == "running"  # a shadow experiment reports; engineers decide
+
+
+def test_raising_the_share_only_moves_units_to_the_challenger_and_starts_a_phase(project):
+    experiment = start(project, share=0.2)
+    units = [f"u-{i}" for i in range(500)]
+    before = {
+        u: a["experiment"]["arm"] for u, a in zip(units, predict(project, units), strict=True)
+    }
+    with pytest.raises(ValidationError) as lower:
+        abtests.raise_share(experiment, 0.1, "user:2")
+    assert "stop this experiment" in lower.value.errors["share"]
+    abtests.raise_share(experiment, 0.5, "user:2")
+    db.session.commit()
+    after = {
+        u: a["experiment"]["arm"]
+        for u, a in zip(units, predict(project, units, prefix="x"), strict=True)
+    }
+    moved = [u for u in units if before[u] != after[u]]
+    assert all(before[u] == "champion" and after[u] == "challenger" for u in moved)
+    assert 0.2 * len(units) < len(moved) < 0.4 * len(units)  # about 30% of units moved
+    assert abtests.step(experiment.id) == "continue"
+    db.session.refresh(experiment)
+    # The analysis reads phase 2 alone: each unit once, in the arm it has now.
+    assert experiment.phase == 2
+    assert experiment.analysis["units"] == {
+        arm: sum(a == arm for a in after.values()) for arm in ("champion", "challenger")
+    }
+    assert experiment.analysis["srm"]["mismatch"] is False

@@ -97,6 +97,16 @@ class ExperimentRequest(Schema):
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100))
 
 
+class ShareRequest(Schema):
+    """A higher share for the challenger."""
+
+    share = fields.Float(
+        required=True,
+        validate=validate.Range(0, 1, min_inclusive=False, max_inclusive=False),
+        metadata={"description": "Above the current share: units only move to the challenger."},
+    )
+
+
 class DecisionRequest(Schema):
     """An engineer's decision, and why."""
 
@@ -139,6 +149,13 @@ class ExperimentOut(Schema):
     )
     created_by = fields.String(required=True)
     started_at = fields.String(required=True, metadata=DATE_TIME)
+    phase = fields.Integer(
+        required=True, metadata={"description": "1, and one more each time the share rose."}
+    )
+    phase_started_at = fields.String(
+        required=True,
+        metadata={**DATE_TIME, "description": "The analysis reads exposures since then."},
+    )
     stopped_at = fields.String(required=True, allow_none=True, metadata=DATE_TIME)
     decision = fields.String(
         required=True,
@@ -218,6 +235,8 @@ def body(experiment: Experiment) -> dict:
         "design": abtests.design_power(experiment),
         "created_by": experiment.created_by,
         "started_at": timestamp(experiment.started_at),
+        "phase": experiment.phase,
+        "phase_started_at": timestamp(experiment.phase_started_at),
         "stopped_at": timestamp(experiment.stopped_at),
         "decision": experiment.decision,
         "decided_by": experiment.decided_by,
@@ -316,6 +335,27 @@ def show_experiment(project: Project, experiment_id: int):
         for look in abtests.looks(experiment)
     ]
     return out
+
+
+@blp.route(
+    "/projects/<slug>/experiments/<id32:experiment_id>", methods=["PATCH"], parameters=EXPERIMENT
+)
+@scoped(
+    "admin",
+    "Raise a running A/B experiment's challenger share (a ramp): units only move from the "
+    "champion to the challenger, never back, and a new phase starts whose exposures alone "
+    "the analysis reads. 422 for a share that is not higher; 409 unless it runs in `ab` mode.",
+    errors=(404, 409, *BODY_ERRORS),
+)
+@with_project
+@blp.arguments(ShareRequest, arg_name="payload", description="The new share.")
+@blp.response(200, ExperimentOut, description="The experiment, in its new phase.")
+def raise_share(project: Project, experiment_id: int, payload: dict):
+    """Raise the challenger's share."""
+    experiment = _find(project, experiment_id)
+    abtests.raise_share(experiment, payload["share"], g.api_key.annotator)
+    db.session.commit()
+    return body(experiment)
 
 
 @blp.route(

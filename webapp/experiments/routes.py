@@ -199,6 +199,31 @@ def _decide(slug: str, experiment_id: int, change, done: str):
     return redirect(url_for(".show", slug=project.slug, experiment_id=experiment_id))
 
 
+@bp.post("/projects/<slug>/experiments/<int:experiment_id>/share")
+@role_required(Role.ENGINEER)
+def share(slug: str, experiment_id: int):
+    """Raise a running A/B experiment's challenger share."""
+    project = project_or_404(slug)
+    experiment = _experiment_or_404(project, experiment_id)
+    try:
+        value = float(request.form.get("share", ""))
+    except ValueError:
+        flash("Nothing changed: share must be a number", "error")
+    else:
+        try:
+            abtests.raise_share(experiment, value, current_user.annotator)
+        except (Conflict, ValidationError) as exc:
+            db.session.rollback()
+            detail = next(iter(exc.errors.values())) if exc.errors else exc.detail
+            flash(f"Nothing changed: share {detail}", "error")
+        else:
+            db.session.commit()
+            flash(
+                f"The challenger now serves {value:.0%} of units; phase {experiment.phase} began."
+            )
+    return redirect(url_for(".show", slug=project.slug, experiment_id=experiment_id))
+
+
 @bp.post("/projects/<slug>/experiments/<int:experiment_id>/stop")
 @role_required(Role.ENGINEER)
 def stop(slug: str, experiment_id: int):
