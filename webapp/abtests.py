@@ -212,7 +212,7 @@ def design_power(experiment: Experiment, baseline: float | None = None) -> dict:
     """What the design promises: the units it needs for 80% power on the primary metric at
     `mde` (from the champion's held-out accuracy, or 0.8), and its false-positive rate."""
     if baseline is None:
-        champion = db.session.get(ModelVersion, experiment.champion_version_id)
+        champion = _version(experiment.champion_version_id)
         accuracy = ((champion.metrics or {}).get("accuracy") if champion else None) or 0.8
         baseline = accuracy if experiment.primary_metric == "accuracy" else 0.5
         if experiment.primary_metric == "correction_rate":
@@ -491,6 +491,11 @@ def summary(experiment: Experiment) -> dict:
     }
 
 
+def _version(version_id: int | None) -> ModelVersion | None:
+    """A version by id; None for none (a deleted version's id is set to null)."""
+    return None if version_id is None else db.session.get(ModelVersion, version_id)
+
+
 def _lock(experiment: Experiment) -> Experiment:
     """Re-read the experiment's row under a lock (PostgreSQL), so a person's stop and the
     job's decision cannot both apply."""
@@ -501,8 +506,8 @@ def _lock(experiment: Experiment) -> Experiment:
 def _carry_out(experiment: Experiment, decision: str, actor: str, reason: str) -> list[str]:
     """Move the registry as `decision` says; return what was done, in words."""
     project = db.session.get(Project, experiment.project_id)
-    challenger = db.session.get(ModelVersion, experiment.challenger_version_id)
-    champion = db.session.get(ModelVersion, experiment.champion_version_id)
+    challenger = _version(experiment.challenger_version_id)
+    champion = _version(experiment.champion_version_id)
     done = []
     if decision == ExperimentDecision.PROMOTE:
         if challenger is None:
@@ -512,8 +517,8 @@ def _carry_out(experiment: Experiment, decision: str, actor: str, reason: str) -
             done.append(f"Version {challenger.version} was promoted to champion.")
     elif challenger is not None and challenger.status == ModelStatus.CHAMPION:
         # Undoing a promotion this experiment made: bring its champion back.
-        registry.rollback(project, actor, reason, to_version=champion)
-        done.append(f"Version {champion.version} is the champion again.")
+        event = registry.rollback(project, actor, reason, to_version=champion)
+        done.append(f"Version {_version(event.model_version_id).version} is the champion again.")
         if decision == ExperimentDecision.ROLLBACK:
             db.session.refresh(challenger)
     if (

@@ -14,6 +14,7 @@ from webapp.models import (
     AlertRule,
     Annotation,
     ApiKey,
+    Experiment,
     Feedback,
     Item,
     ModelEvent,
@@ -59,6 +60,12 @@ ENDPOINTS = [
     ("GET", "/projects/news/webhooks", "admin"),
     ("POST", "/projects/news/webhooks", "admin"),
     ("GET", "/projects/news/webhooks/{webhook}/deliveries", "admin"),
+    ("POST", "/projects/news/experiments", "admin"),
+    ("GET", "/projects/news/experiments", "admin"),
+    ("GET", "/projects/news/experiments/{experiment}", "admin"),
+    ("PATCH", "/projects/news/experiments/{experiment}", "admin"),
+    ("POST", "/projects/news/experiments/{experiment}/stop", "admin"),
+    ("POST", "/projects/news/experiments/{experiment}/override", "admin"),
     # Deletions last: the list runs in order against the same rows.
     ("DELETE", "/projects/news/webhooks/{webhook}", "admin"),
 ]
@@ -67,7 +74,7 @@ ENDPOINTS = [
 @pytest.fixture
 def rows(project):
     """One item, one logged prediction, one queued run, one candidate model v1, an alert rule
-    (a default one), an alert and a webhook of `news`."""
+    (a default one), an alert, a webhook and a stopped experiment of `news`."""
     (item_id,) = make_items(project, 1)
     make_version(project, 1)
     (prediction_id,) = serving.log_predictions(project, [{"data": {"text": "x"}, "label": "tech"}])
@@ -75,7 +82,23 @@ def rows(project):
     rule = db.session.scalar(select(AlertRule).where(AlertRule.project_id == project.id))
     alert = Alert(project_id=project.id, rule_id=rule.id, metric="volume", message="quiet")
     hook = Webhook(project_id=project.id, url="http://127.0.0.1:9/x", secret="s" * 16, events=[])
-    db.session.add_all([alert, hook])
+    experiment = Experiment(
+        project_id=project.id,
+        name="an old one",
+        status="stopped",
+        decision="keep",
+        share=0.5,
+        salt="s",
+        primary_metric="accuracy",
+        guardrails=[],
+        alpha=0.05,
+        mde=0.03,
+        min_units=100,
+        created_by="test",
+        reasons=[],
+        shadow_high_water=0,
+    )
+    db.session.add_all([alert, hook, experiment])
     db.session.commit()
     return {
         "item": item_id,
@@ -84,6 +107,7 @@ def rows(project):
         "rule": rule.id,
         "alert": alert.id,
         "webhook": hook.id,
+        "experiment": experiment.id,
     }
 
 
@@ -96,6 +120,8 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
         return api.delete(path, headers=headers)
     if method == "PATCH":
         body = {"threshold": 0.5} if "/alert-rules/" in path else {"audit_share": 0.2}
+        if "/experiments/" in path:
+            body = {"share": 0.6}
         return api.patch(path, body, headers=headers)
     if method == "PUT":
         return api.put(path, {"model": "app"}, headers=headers)
@@ -114,8 +140,10 @@ def call(api: Api, method: str, path: str, rows: dict, headers=None):
         payload = {"name": "n", "metric": "volume", "comparison": "<", "threshold": 1}
     elif path.endswith("/webhooks"):
         payload = {"url": "http://127.0.0.1:9/y", "secret": "s" * 16}
-    elif path.endswith("/acknowledge"):
+    elif path.endswith("/acknowledge") or path.endswith("/experiments"):
         payload = {}
+    elif path.endswith("/stop") or path.endswith("/override"):
+        payload = {"decision": "promote", "reason": "checked by hand"}
     return api.post(path, payload, headers=headers)
 
 

@@ -1,8 +1,13 @@
 """In Chromium: an experiment's page draws the difference at each look with its confidence
 sequence as a band (inside the plot, the zero line across), the figures refresh by htmx while
-it runs, and an engineer stops it from the page."""
+it runs, and an engineer stops it from the page.
+
+`CORRIGO_SCREENSHOT_EXPERIMENT=docs/experiment.png` saves the page there.
+"""
 
 from __future__ import annotations
+
+import os
 
 from sqlalchemy import select
 
@@ -56,6 +61,15 @@ def test_the_lift_plot_refreshes_and_an_engineer_stops_the_experiment(app, page,
     assert fixed["height"] < band["height"]
     assert page.locator("#lift-chart g.threshold").count() == 2  # zero and the design's effect
     assert page.locator("#srm").inner_text().startswith("Split check passed")
+    # Each arm's accuracy at each look, told apart by colour.
+    arms = page.locator("#arms-chart g.series")
+    assert arms.count() == 2 and arms.first.locator("circle.dot").count() == 3
+    stroke = "e => getComputedStyle(e).stroke"
+    colours = {
+        page.locator(f"#arms-chart g.series-{arm} path.series-line").evaluate(stroke)
+        for arm in ("champion", "challenger")
+    }
+    assert len(colours) == 2
 
     # A new look while the page is open: htmx swaps the figures in without a reload.
     serve_and_label(project, range(450, 600))
@@ -64,6 +78,10 @@ def test_the_lift_plot_refreshes_and_an_engineer_stops_the_experiment(app, page,
     page.wait_for_function(
         f"() => document.querySelectorAll('{dots}').length === 4", timeout=20_000
     )
+
+    shot = os.environ.get("CORRIGO_SCREENSHOT_EXPERIMENT")
+    if shot:
+        page.screenshot(path=shot, full_page=True)
 
     page.select_option("#stop select[name=decision]", "promote")
     page.fill("#stop input[name=reason]", "the audits read better")

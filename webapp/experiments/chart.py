@@ -5,6 +5,8 @@ the monitor page's geometry (`webapp.monitor.charts.time_plot`)."""
 
 from __future__ import annotations
 
+from labeling.experiments import ARMS
+
 from ..models import ExperimentLook
 from ..monitor.charts import time_plot
 
@@ -51,3 +53,45 @@ def lift_plot(looks: list[ExperimentLook], mde: float) -> dict | None:
         wide=True,
     )
     return plot
+
+
+def arms_plot(looks: list[ExperimentLook], metric: str) -> dict | None:
+    """Each arm's value of `metric` at each look with its 95% interval, or None before two
+    looks with a value."""
+    rows = [
+        (look, look.figures.get("metrics") or {})
+        for look in looks
+        if any(
+            ((look.figures.get("metrics") or {}).get(arm) or {}).get(metric, {}).get("value")
+            is not None
+            for arm in ARMS
+        )
+    ]
+    if len(rows) < 2:
+        return None
+
+    def point(look, metrics, arm):
+        m = (metrics.get(arm) or {}).get(metric) or {}
+        if m.get("value") is None:
+            return None
+        return {
+            "value": m["value"],
+            "lo": m.get("lo"),
+            "hi": m.get("hi"),
+            "n": m.get("units"),
+            "title": look.at.strftime("%Y-%m-%d %H:%M UTC"),
+        }
+
+    return time_plot(
+        list(range(len(rows))),
+        [look.at.strftime("%m-%d %H:%M") for look, _ in rows],
+        set(),
+        [
+            {"key": arm, "label": arm, "points": [point(look, m, arm) for look, m in rows]}
+            for arm in ARMS
+        ],
+        [],
+        spacing=1.0,
+        unit=True,
+        wide=True,
+    )

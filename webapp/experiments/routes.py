@@ -162,6 +162,7 @@ def _context(project: Project, experiment: Experiment) -> dict:
         "analysis": experiment.analysis or {},
         "design": abtests.design_power(experiment),
         "plot": chart.lift_plot(looks, experiment.mde),
+        "arms_plot": chart.arms_plot(looks, experiment.primary_metric),
         "looks": len(looks),
         "metrics": stats.METRICS,
         "decisions": DECISIONS,
