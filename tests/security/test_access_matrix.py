@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 
 from tests.factories import make_items, make_version, queue_retrain
 from tests.security.conftest import PASSWORD
+from webapp import abtests
 from webapp.extensions import db
 from webapp.models import (
     Alert,
     Annotation,
     ApiKey,
+    Experiment,
     Item,
     Membership,
     ModelEvent,
@@ -83,6 +85,36 @@ def count(model, *where) -> int:
 def excluded(item_id: int) -> bool:
     db.session.expire_all()
     return db.session.get(Item, item_id).excluded_at is not None
+
+
+EXPERIMENT_FORM = {
+    "share": "0.5",
+    "mode": "ab",
+    "primary_metric": "accuracy",
+    "guardrails": "correction_rate",
+    "alpha": "0.05",
+    "mde": "0.03",
+    "min_units": "100",
+}
+
+
+def latest_experiment() -> int:
+    """The newest experiment of `news` (the matrix's start makes one; the context has one)."""
+    db.session.expire_all()
+    return db.session.scalar(select(func.max(Experiment.id)))
+
+
+def models_ids(project) -> list[int]:
+    """The ids of `news`'s candidate versions, oldest first."""
+    return db.session.scalars(
+        select(ModelVersion.id)
+        .where(ModelVersion.project_id == project.id, ModelVersion.status == "candidate")
+        .order_by(ModelVersion.version)
+    ).all()
+
+
+def latest_experiment_row():
+    return db.session.get(Experiment, latest_experiment())
 
 
 def status_of(version: int) -> str:
@@ -209,6 +241,45 @@ OPS = [
         member_engineer,
         data=lambda c: {"reason": "regression"},
         effect=lambda c: count(ModelEvent, ModelEvent.action == "rollback") > 0,
+    ),
+    Op("experiments.index", "GET", lambda c: "/projects/news/experiments", member_run_role),
+    Op(
+        "experiments.start",
+        "POST",
+        lambda c: "/projects/news/experiments",
+        member_engineer,
+        data=lambda c: {**EXPERIMENT_FORM, "challenger_version": str(c["model"])},
+        effect=lambda c: count(Experiment) > c["experiments"],
+    ),
+    Op(
+        "experiments.show",
+        "GET",
+        lambda c: f"/projects/news/experiments/{latest_experiment()}",
+        member_run_role,
+    ),
+    Op(
+        "experiments.share",
+        "POST",
+        lambda c: f"/projects/news/experiments/{latest_experiment()}/share",
+        member_engineer,
+        data=lambda c: {"share": "0.7"},
+        effect=lambda c: count(Experiment, Experiment.share == 0.7) > c["raised"],
+    ),
+    Op(
+        "experiments.stop",
+        "POST",
+        lambda c: f"/projects/news/experiments/{latest_experiment()}/stop",
+        member_engineer,
+        data=lambda c: {"decision": "keep", "reason": "enough"},
+        effect=lambda c: count(Experiment, Experiment.decision == "keep") > c["kept"],
+    ),
+    Op(
+        "experiments.override",
+        "POST",
+        lambda c: f"/projects/news/experiments/{latest_experiment()}/override",
+        member_engineer,
+        data=lambda c: {"decision": "rollback", "reason": "it was worse"},
+        effect=lambda c: count(Experiment, Experiment.decision == "rollback") > c["rolled"],
     ),
     Op("auth.password", "GET", lambda c: "/account/password", anyone_logged_in),
     Op("admin.users", "GET", lambda c: "/admin/users", admin_only),
@@ -422,6 +493,16 @@ def _contexts(team, n: int) -> list[dict]:
     alerts = [Alert(project_id=news.id, metric="volume", message="quiet") for _ in range(n)]
     db.session.add_all(alerts)
     db.session.commit()
+    if count(Experiment) == 0:  # one to show before anyone may start one
+        abtests.start(news, "test", challenger=db.session.get(ModelVersion, models_ids(news)[0]))
+        abtests.stop(latest_experiment_row(), "test", "keep", "set up")
+        db.session.commit()
+    experiments = {
+        "experiments": count(Experiment),
+        "raised": count(Experiment, Experiment.share == 0.7),
+        "kept": count(Experiment, Experiment.decision == "keep"),
+        "rolled": count(Experiment, Experiment.decision == "rollback"),
+    }
     return [
         {
             "item": item,
@@ -433,6 +514,7 @@ def _contexts(team, n: int) -> list[dict]:
             "runs": runs,
             "model": model,
             "alert": alert.id,
+            **experiments,
         }
         for item, out, (target, disabled, key), model, alert in zip(
             items, excluded_items, rows, models, alerts, strict=True
