@@ -18,6 +18,7 @@ from webapp.models import (
     Alert,
     Annotation,
     ApiKey,
+    Experiment,
     Item,
     ModelVersion,
     Project,
@@ -43,7 +44,28 @@ COLUMNS = [
     (Task, "status", enums.TaskStatus, False),
     (Alert, "state", enums.AlertState, False),
     (WebhookDelivery, "status", enums.DeliveryStatus, False),
+    (Experiment, "status", enums.ExperimentStatus, False),
+    (Experiment, "mode", enums.ExperimentMode, False),
+    (Experiment, "decision", enums.ExperimentDecision, True),
 ]
+
+
+def _experiment(project_id: int, status: str = "stopped") -> Experiment:
+    return Experiment(
+        project_id=project_id,
+        name="e",
+        status=status,
+        share=0.5,
+        salt="s",
+        primary_metric="accuracy",
+        guardrails=[],
+        alpha=0.05,
+        mde=0.03,
+        min_units=1,
+        created_by="test",
+        reasons=[],
+        shadow_high_water=0,
+    )
 
 
 @pytest.fixture
@@ -69,12 +91,14 @@ def rows(app):
     db.session.add_all([annotation, version, run, task, alert, hook])
     db.session.flush()
     delivery = WebhookDelivery(webhook_id=hook.id, event="run.finished", payload={})
-    db.session.add(delivery)
+    experiment = _experiment(project.id)
+    db.session.add_all([delivery, experiment])
     make_key(project)
     db.session.commit()
     return {
         Alert: alert.id,
         WebhookDelivery: delivery.id,
+        Experiment: experiment.id,
         Webhook: hook.id,
         User: user.id,
         Project: project.id,
@@ -133,6 +157,7 @@ def _new_row(model, rows: dict, n: int):
         WebhookDelivery: lambda: WebhookDelivery(
             webhook_id=rows[Webhook], event="run.finished", payload={}
         ),
+        Experiment: lambda: _experiment(project_id),
     }[model]()
 
 
@@ -390,4 +415,4 @@ def test_the_migrations_make_exactly_the_models_checks(app):
             for model, col, enum, _nullable in COLUMNS:
                 if model.__tablename__ == table and col == column:
                     assert sorted(re.findall(r"'([^']+)'", sql)) == sorted(enum), sql
-    assert len(migrated) == 16
+    assert len(migrated) == 20
