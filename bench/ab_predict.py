@@ -1,6 +1,6 @@
 """What a running experiment's sticky assignment costs `predict`.
 
-Per backend, two projects with the same BBC demo champion (v1) and a challenger v2 (the same
+Per backend, two projects with the same BBC demo champion (v2) and a candidate v1 (the same
 fitted model, stored again as another version): `bbc` runs no experiment, `bbc-ab` runs a 50%
 A/B experiment. Interleaved so they share the machine's load, each request posting one
 held-out article with a unit of its own through `POST /api/v1/projects/<slug>/predict` (the
@@ -8,7 +8,7 @@ Flask test client, a `predict` key):
 
   * without an experiment (the baseline of the target: at most +1 ms at the median);
   * with the experiment: one more index probe (the running experiment), the salted hash, and
-    half the units served by the challenger (loaded once per process), the exposure recorded
+    half the units served by v1 as the challenger (loaded once per process), the exposure recorded
     on the prediction row;
   * raw `predict_proba([text])` on the fitted model, for scale.
 
@@ -17,8 +17,9 @@ Flask test client, a `predict` key):
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from bench.common import (
-    add_champion,
     bench_app,
     header,
     load,
@@ -35,27 +36,31 @@ from tests.factories import make_key, make_project
 from webapp import abtests
 from webapp.demo import BBC_LABELS, load_bbc
 from webapp.extensions import db
-from webapp.models import ModelVersion
+from webapp.models import ModelVersion, utcnow
 
 URL = "/api/v1/projects/{slug}/predict"
 
 
 def _project(slug: str, blob: bytes, train_size: int, labels: list[str]):
+    """A project with a champion v2 and a candidate v1 (the same fitted model): the champion
+    is the newest version, so it is the learner and scores served items inline; a request the
+    challenger serves asks for a rescore instead, which the experiment's side pays for."""
     project = make_project(slug=slug, labels=labels, settings={"retrain_every": 0})
-    champion = add_champion(project, blob, train_size)
-    db.session.flush()
-    challenger = ModelVersion(
-        project_id=project.id,
-        version=2,
-        status="challenger",
-        template=champion.template,
-        labels=champion.labels,
-        artifact=blob,
-        snapshot_digest="0" * 64,
-        train_size=train_size,
-        metrics={},
-    )
-    db.session.add(challenger)
+    for number, status in ((1, "candidate"), (2, "champion")):
+        db.session.add(
+            ModelVersion(
+                project_id=project.id,
+                version=number,
+                status=status,
+                template=project.template,
+                labels=list(labels),
+                artifact=blob,
+                snapshot_digest="0" * 64,
+                train_size=train_size,
+                metrics={},
+                promoted_at=utcnow() if status == "champion" else None,
+            )
+        )
     db.session.commit()
     return project
 
@@ -63,7 +68,10 @@ def _project(slug: str, blob: bytes, train_size: int, labels: list[str]):
 def bench_backend(app, blob, texts, train_size, labels, calls: int) -> dict:
     plain = _project("bbc", blob, train_size, labels)
     tested = _project("bbc-ab", blob, train_size, labels)
-    abtests.start(tested, "bench", share=0.5)
+    challenger = db.session.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == tested.id, ModelVersion.version == 1)
+    )
+    abtests.start(tested, "bench", challenger=challenger, share=0.5)
     db.session.commit()
     client = app.test_client()
     headers = {

@@ -230,8 +230,9 @@ def design_power(experiment: Experiment, baseline: float | None = None) -> dict:
 
 # --- serving ------------------------------------------------------------------------------------
 
-# (database, version id) -> fitted model of a challenger, loaded once per process.
-_models: dict[tuple[str, int], object] = {}
+# (database, version id) -> (version number, fitted model) of a challenger, loaded once per
+# process (a version's artifact never changes).
+_models: dict[tuple[str, int], tuple[int, object]] = {}
 _models_lock = threading.Lock()
 
 
@@ -261,18 +262,19 @@ def arm_for(project_id: int, unit: str | None) -> tuple[int, str, int | None, st
     return row.id, arm, (row.challenger_version_id if arm == Arm.CHALLENGER else None), row.mode
 
 
-def model_of(version_id: int) -> tuple[ModelVersion, object]:
-    """A (non-champion) version's row and fitted model, loaded once per process."""
-    version = db.session.get(ModelVersion, version_id)
+def model_of(version_id: int) -> tuple[int, object]:
+    """A (non-champion) version's number and fitted model, loaded once per process: a request
+    served by the challenger reads no row for it after the first."""
     key = (db.engine.url.render_as_string(hide_password=True), version_id)
-    model = _models.get(key)
-    if model is None:
+    cached = _models.get(key)
+    if cached is None:
         with _models_lock:
-            model = _models.get(key)
-            if model is None:
-                model = load_model(version)
-                _models[key] = model
-    return version, model
+            cached = _models.get(key)
+            if cached is None:
+                version = db.session.get(ModelVersion, version_id)
+                cached = (version.version, load_model(version))
+                _models[key] = cached
+    return cached
 
 
 # --- the figures --------------------------------------------------------------------------------
@@ -679,7 +681,7 @@ def score_shadow(experiment_id: int, batch: int = SHADOW_BATCH) -> int:
     if experiment is None or experiment.mode != ExperimentMode.SHADOW:
         return 0
     project = db.session.get(Project, experiment.project_id)
-    version, model = model_of(experiment.challenger_version_id)
+    _number, model = model_of(experiment.challenger_version_id)
     labels = list(project.labels)
     done = 0
     while True:

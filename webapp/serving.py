@@ -83,8 +83,8 @@ def predict(
     # A running experiment: the unit's sticky arm, served by the challenger on its side.
     exposure = abtests.arm_for(project.id, unit)
     if exposure is not None and exposure[2] is not None:
-        version, model = abtests.model_of(exposure[2])
-        version_id, version_no = version.id, version.version
+        version_id = exposure[2]
+        version_no, model = abtests.model_of(version_id)
     labels = list(project.labels)
     X = training.to_matrix(project.kind, [data], project.features)
     proba = training.predict_proba_for(model, X, labels)
