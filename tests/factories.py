@@ -275,3 +275,25 @@ def make_reviewed_candidate(project: Project):
         added=sorted(added),
         removed=sorted(removed),
     )
+
+
+def make_experiment_row(project: Project | None, status: str = "stopped", **kw):
+    """An experiment row written as is (no champion or challenger needed), not yet added."""
+    from webapp.models import Experiment
+
+    values = {
+        "project_id": project.id if project is not None else None,
+        "name": "an old one",
+        "share": 0.5,
+        "salt": "s",
+        "primary_metric": "accuracy",
+        "guardrails": [],
+        "alpha": 0.05,
+        "mde": 0.03,
+        "min_units": 100,
+        "created_by": "test",
+        "reasons": [],
+        "shadow_high_water": 0,
+        **kw,
+    }
+    return Experiment(status=status, **values)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
 from sqlalchemy.exc import IntegrityError
 
-from tests.factories import make_items, make_key, make_project, make_user
+from tests.factories import make_experiment_row, make_items, make_key, make_project, make_user
 from webapp import enums
 from webapp.extensions import db
 from webapp.models import (
@@ -50,22 +50,8 @@ COLUMNS = [
 ]
 
 
-def _experiment(project_id: int, status: str = "stopped") -> Experiment:
-    return Experiment(
-        project_id=project_id,
-        name="e",
-        status=status,
-        share=0.5,
-        salt="s",
-        primary_metric="accuracy",
-        guardrails=[],
-        alpha=0.05,
-        mde=0.03,
-        min_units=1,
-        created_by="test",
-        reasons=[],
-        shadow_high_water=0,
-    )
+def _experiment(project_id: int):
+    return make_experiment_row(None, project_id=project_id)
 
 
 @pytest.fixture

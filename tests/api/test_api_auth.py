@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.api.helpers import ALL_SCOPES, Api, assert_problem
-from tests.factories import make_items, make_version, queue_retrain
+from tests.factories import make_experiment_row, make_items, make_version, queue_retrain
 from webapp import serving
 from webapp.extensions import db
 from webapp.models import (
@@ -14,7 +14,6 @@ from webapp.models import (
     AlertRule,
     Annotation,
     ApiKey,
-    Experiment,
     Feedback,
     Item,
     ModelEvent,
@@ -82,22 +81,7 @@ def rows(project):
     rule = db.session.scalar(select(AlertRule).where(AlertRule.project_id == project.id))
     alert = Alert(project_id=project.id, rule_id=rule.id, metric="volume", message="quiet")
     hook = Webhook(project_id=project.id, url="http://127.0.0.1:9/x", secret="s" * 16, events=[])
-    experiment = Experiment(
-        project_id=project.id,
-        name="an old one",
-        status="stopped",
-        decision="keep",
-        share=0.5,
-        salt="s",
-        primary_metric="accuracy",
-        guardrails=[],
-        alpha=0.05,
-        mde=0.03,
-        min_units=100,
-        created_by="test",
-        reasons=[],
-        shadow_high_water=0,
-    )
+    experiment = make_experiment_row(project, decision="keep")
     db.session.add_all([alert, hook, experiment])
     db.session.commit()
     return {

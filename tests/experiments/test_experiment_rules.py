@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tests.factories import TEXT_LABELS, text_for
+from tests.factories import TEXT_LABELS, make_experiment_row, text_for
 from webapp import abtests, pool, registry, serving
 from webapp.errors import Conflict, ValidationError
 from webapp.extensions import db
@@ -58,21 +58,7 @@ def test_the_design_is_checked_field_by_field(project):
 
 def test_the_database_allows_one_running_experiment_per_project(project):
     first = start(project)
-    second = Experiment(
-        project_id=project.id,
-        name="sneaked in",
-        mode="ab",
-        share=0.5,
-        salt="x",
-        primary_metric="accuracy",
-        guardrails=[],
-        alpha=0.05,
-        mde=0.03,
-        min_units=1,
-        created_by="test",
-        reasons=[],
-        shadow_high_water=0,
-    )
+    second = make_experiment_row(project, status="running", name="sneaked in")
     db.session.add(second)
     with pytest.raises(IntegrityError):
         db.session.commit()
