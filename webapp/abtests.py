@@ -633,6 +633,13 @@ def _srm_alert(experiment: Experiment, srm: dict, now: datetime) -> None:
     )
 
 
+def _evidence(figures: dict) -> tuple:
+    """What a look was computed from: the exposures, units and every metric's sums."""
+    return tuple(
+        repr(figures.get(key)) for key in ("exposures", "units", "metrics", "shadow", "mode")
+    )
+
+
 @unit_of_work
 def step(experiment_id: int, now: datetime | None = None) -> str | None:
     """One look at a running experiment: analyze, store the look, raise an SRM alert, and
@@ -646,8 +653,11 @@ def step(experiment_id: int, now: datetime | None = None) -> str | None:
         db.session.commit()
         return None
     figures = analyze(experiment, now)
+    previous = experiment.analysis
     experiment.analysis, experiment.analyzed_at = figures, now
-    db.session.add(ExperimentLook(experiment_id=experiment.id, at=now, figures=figures))
+    if previous is None or _evidence(previous) != _evidence(figures):
+        # A look is kept only when something new came in: the clock looks every tick.
+        db.session.add(ExperimentLook(experiment_id=experiment.id, at=now, figures=figures))
     if (figures.get("srm") or {}).get("mismatch"):
         _srm_alert(experiment, figures["srm"], now)
     proposal = figures["proposal"]

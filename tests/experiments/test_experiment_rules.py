@@ -84,15 +84,19 @@ def test_a_manual_promotion_supersedes_the_running_experiment(project):
 def test_the_maximum_duration_keeps_the_champion(project):
     experiment = start(project, max_days=1)
     predict(project, [f"u-{i}" for i in range(50)])
-    assert abtests.step(experiment.id, now=experiment.started_at + timedelta(hours=2)) == (
-        "continue"
-    )
+    for hours in (1, 2):
+        assert abtests.step(experiment.id, now=experiment.started_at + timedelta(hours=hours)) == (
+            "continue"
+        )
+    assert len(abtests.looks(experiment)) == 1
+    predict(project, [f"u-{i}" for i in range(50, 60)])  # new units: the next look is kept
     later = experiment.started_at + timedelta(days=1, minutes=1)
     assert abtests.step(experiment.id, now=later) == "keep"
     db.session.refresh(experiment)
     assert experiment.decision == "keep" and experiment.decided_by == "auto"
     assert version(1).status == "champion" and version(2).status == "challenger"
-    # Each look is stored, for the page's curve over time.
+    # Each look that saw something new is stored, for the page's curve over time; one that
+    # saw nothing new (the clock looks every tick) only refreshes the latest figures.
     assert len(abtests.looks(experiment)) == 2
 
 
