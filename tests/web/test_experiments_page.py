@@ -6,12 +6,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from tests.experiments import conftest as experiments_conftest
-from tests.experiments.test_experiment_rules import predict
-from tests.factories import TEXT_LABELS
 from tests.web.html import text
-from webapp import abtests, pool
+from tests.web.test_experiments_browser import serve_and_label
+from webapp import abtests
 from webapp.extensions import db
-from webapp.models import Experiment, ModelVersion, Prediction
+from webapp.models import Experiment, ModelVersion
 
 project = experiments_conftest.project  # news: champion v1, challenger v2 (a fixture)
 
@@ -81,18 +80,10 @@ def test_the_form_reports_each_bad_field_and_writes_nothing(client, login, auth,
 def test_the_page_shows_the_arms_the_comparison_and_the_split_check(client, login, project):
     experiment = abtests.start(project, "user:1", min_units=10)
     db.session.commit()
-    predict(project, [f"u-{i}" for i in range(300)])
-    # Experts find both arms right four times in five: too few units to tell them apart yet.
-    rows = db.session.scalars(select(Prediction).order_by(Prediction.id)).all()
-    truth = [
-        p.label if i % 5 else next(x for x in TEXT_LABELS if x != p.label)
-        for i, p in enumerate(rows)
-    ]
-    pool.label_unlabeled(
-        project, [(p.item_id, t) for p, t in zip(rows, truth, strict=True)], "user:expert"
-    )
-    for _ in range(2):  # two looks: the curve over time has two points
-        assert abtests.step(experiment.id) == "continue"
+    serve_and_label(project, range(0, 150))
+    assert abtests.step(experiment.id) == "continue"
+    serve_and_label(project, range(150, 300))  # new evidence: a second look on the curve
+    assert abtests.step(experiment.id) == "continue"
     login("engineer")
     page = client.get(f"/projects/news/experiments/{experiment.id}").text
     shown = text(page)
