@@ -100,7 +100,7 @@ def test_the_maximum_duration_keeps_the_champion(project):
     assert len(abtests.looks(experiment)) == 2
 
 
-def test_a_broken_split_raises_one_srm_alert_and_holds_promotion(project):
+def test_a_broken_split_raises_one_srm_alert_and_holds_promotion(project, api):
     experiment = start(project, min_units=10)
     predict(project, [f"u-{i}" for i in range(400)])
     # Logging lost most of the challenger's exposures (a client bug, say).
@@ -125,6 +125,9 @@ def test_a_broken_split_raises_one_srm_alert_and_holds_promotion(project):
     db.session.refresh(experiment)
     assert experiment.analysis["srm"]["mismatch"] is True
     assert any("held" in r for r in experiment.analysis["proposal"]["reasons"])
+    # The alert is the project's like any other: in the API (and on the alerts page).
+    listed = api.get("/projects/news/alerts").get_json()["alerts"]
+    assert [a["metric"] for a in listed] == ["experiment.srm"] and listed[0]["rule"] is None
 
 
 def test_an_engineer_stops_and_overrides_through_the_registry(project):
