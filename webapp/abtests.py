@@ -500,7 +500,9 @@ def _version(version_id: int | None) -> ModelVersion | None:
 
 def _lock(experiment: Experiment) -> Experiment:
     """Re-read the experiment's row under a lock (PostgreSQL), so a person's stop and the
-    job's decision cannot both apply."""
+    job's decision cannot both apply. The project's registry lock comes first, in the order
+    every registry change takes them (`registry.lock_project`)."""
+    registry.lock_project(experiment.project_id)
     db.session.refresh(experiment, with_for_update=True)
     return experiment
 

@@ -125,7 +125,7 @@ def rollback(
     previous champion; the current champion retires. Conflict when there is none to go back to.
     """
     reason = check_reason(reason)
-    _lock_project(project.id)
+    lock_project(project.id)
     current = champion(project)
     if current is None:
         raise Conflict("There is no champion to roll back from.")
@@ -289,8 +289,11 @@ def _with_status(project_id: int, status: str) -> ModelVersion | None:
     )
 
 
-def _lock_project(project_id: int) -> None:
+def lock_project(project_id: int) -> None:
     """Serialize registry changes of one project (PostgreSQL; SQLite serializes writers).
+
+    Whatever else a change locks (an experiment's row) it locks after this, so a person's
+    promotion and an experiment's decision wait for each other instead of deadlocking.
 
     FOR NO KEY UPDATE: inserts that reference the project (items, predictions) do not wait.
     """
@@ -301,7 +304,7 @@ def _lock_project(project_id: int) -> None:
 
 def _lock(version: ModelVersion) -> Project:
     """Lock the version's project and read the version's status as committed now."""
-    _lock_project(version.project_id)
+    lock_project(version.project_id)
     if version not in db.session.new and not db.session.is_modified(version):
         db.session.refresh(version)
     return db.session.get(Project, version.project_id)
