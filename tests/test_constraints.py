@@ -23,6 +23,7 @@ from webapp.models import (
     ModelVersion,
     Project,
     RetrainRun,
+    Skip,
     Task,
     User,
     Webhook,
@@ -401,4 +402,17 @@ def test_the_migrations_make_exactly_the_models_checks(app):
             for model, col, enum, _nullable in COLUMNS:
                 if model.__tablename__ == table and col == column:
                     assert sorted(re.findall(r"'([^']+)'", sql)) == sorted(enum), sql
-    assert len(migrated) == 20
+    assert len(migrated) == 21
+
+
+def test_a_skips_lane_is_one_of_the_queue_reasons(rows):
+    """`skip` has no id column, so its reason is checked here rather than in COLUMNS."""
+    item_id = rows[Item]
+    for reason in [*enums.QueueReason, None]:
+        db.session.add(Skip(annotator=f"u-{reason}", item_id=item_id, reason=reason))
+        db.session.commit()
+    for bad in ["bogus", "AUDIT", ""]:
+        db.session.add(Skip(annotator=f"x-{bad}", item_id=item_id, reason=bad))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()

@@ -563,9 +563,12 @@ class Annotation(db.Model):
     # Why the queue served the item (disputed / uncertain / audit / cold-start), for audits.
     reason: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set when the expert changed this answer from their history (one row per answer).
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
-        Index("ix_annotation_annotator", "project_id", "annotator"),
+        # An expert's answers newest first (the side list) and today's count: one index range.
+        Index("ix_annotation_annotator", "project_id", "annotator", "created_at"),
         # The queue counts a project's audits (the held-out set) to set the audit share: only
         # audit rows are indexed, so the count reads them alone whatever else was labeled.
         Index(
@@ -586,6 +589,13 @@ class Skip(db.Model):
         ForeignKey("item.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The lane the item was served through, so an item brought back is answered as that lane.
+    reason: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("ix_skip_recent", "annotator", "created_at"),
+        one_of("reason", QueueReason),
+    )
 
 
 class SkipCursor(db.Model):

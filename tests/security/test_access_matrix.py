@@ -184,6 +184,25 @@ OPS = [
         effect=lambda c: not excluded(c["excluded"]),
     ),
     Op("annotate.show_item", "GET", lambda c: f"/projects/news/items/{c['item']}", member_run_role),
+    # The expert's own history: each credential acts on their own answers and skips (none
+    # here), so an allowed request is served (a redirect with a message) and changes nothing.
+    Op(
+        "annotate.show_history", "GET", lambda c: "/projects/news/annotate/history", member_any_role
+    ),
+    Op("annotate.undo", "POST", lambda c: "/projects/news/annotate/undo", member_any_role),
+    Op(
+        "annotate.edit",
+        "POST",
+        lambda c: f"/projects/news/annotate/history/{c['item']}",
+        member_any_role,
+        data=lambda c: {"label": "sport"},
+    ),
+    Op(
+        "annotate.bring_back",
+        "POST",
+        lambda c: f"/projects/news/annotate/skipped/{c['item']}",
+        member_any_role,
+    ),
     Op("monitor.monitor", "GET", lambda c: "/projects/news/monitor", member_run_role),
     Op("monitor.alerts", "GET", lambda c: "/projects/news/alerts", member_run_role),
     Op(

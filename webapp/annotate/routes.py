@@ -14,7 +14,11 @@ from ..errors import ValidationError
 from ..extensions import db
 from ..models import Annotation, Feedback, Item, Prediction, Project
 from ..monitor.routes import project_or_404
+from ..pool import history
 from . import bp
+
+# The event the history side list listens for: every answer, skip, undo or edit sends it.
+CHANGED = "history-changed"
 
 # Number keys for the first ten labels, in the order of the keyboard's top row.
 KEYS = "1234567890"
@@ -65,8 +69,9 @@ def _suggestion(project: Project, item: Item) -> dict | None:
     if suggested is None:
         return None
     version_no, probabilities = suggested
-    best = max(probabilities, key=probabilities.get)
-    return {"label": best, "confidence": probabilities[best], "version": version_no}
+    ranked = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
+    best, confidence = ranked[0]
+    return {"label": best, "confidence": confidence, "version": version_no, "ranked": ranked}
 
 
 def _dispute(item: Item) -> dict | None:
@@ -118,8 +123,36 @@ def _render(
             dispute=_dispute(item) if item.disputed_at is not None else None,
             paragraphs=_paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else [],
         )
-    template = "annotate/_item.html" if _hx() else "annotate/page.html"
-    return render_template(template, **context), status
+    if _hx():
+        return render_template("annotate/_item.html", **context), status, {"HX-Trigger": CHANGED}
+    context.update(_history_context(project))
+    return render_template("annotate/page.html", **context), status
+
+
+def _history_context(project: Project, **extra) -> dict:
+    """What the side list shows: the expert's last answers and skips, and their progress."""
+    annotator = current_user.annotator
+    counts = pool.counts(project)
+    return {
+        "project": project,
+        "answers": history.recent_answers(project, annotator),
+        "skips": history.skipped(project, annotator),
+        "progress": history.progress(project, annotator),
+        "left": {
+            "disputed": counts["disputed"],
+            "unlabeled": max(counts["items"] - counts["labeled"], 0),
+        },
+        **extra,
+    }
+
+
+def _render_history(project: Project, status: int = 200, **extra):
+    """The side list's partial (htmx), or the labeling page around it (no JS)."""
+    if not _hx():
+        if extra.get("message"):
+            flash(extra["message"], extra.get("level", "info"))
+        return redirect(url_for("annotate.next_item", slug=project.slug))
+    return render_template("annotate/_history.html", **_history_context(project, **extra)), status
 
 
 def _next(project: Project, message: str, level: str = "info"):
@@ -201,3 +234,68 @@ def skip(slug: str, item_id: int):
     pool.skip(project, item, current_user.annotator)
     db.session.commit()  # services flush, the view commits (webapp/transaction.py)
     return _next(project, f"Skipped #{item.id}; it will not come back to you.")
+
+
+@bp.get("/projects/<slug>/annotate/history")
+@login_required
+def show_history(slug: str):
+    """The expert's side list: last answers (editable), skips (to bring back), progress."""
+    return _render_history(project_or_404(slug))
+
+
+@bp.post("/projects/<slug>/annotate/undo")
+@login_required
+def undo(slug: str):
+    """Take back the expert's last answer or skip and show that item again."""
+    project = project_or_404(slug)
+    try:
+        done = history.undo(project, current_user.annotator)
+    except history.Refused as refused:
+        db.session.rollback()
+        return _next(project, str(refused), "warning")
+    db.session.commit()
+    if done.kind == "answer":
+        _labeled_here(project, add=-1)
+    if not done.again:
+        return _next(project, f"Undid {done.what}.")
+    if not _hx():
+        flash(f"Undid {done.what}: answer it again.", "info")
+        return redirect(url_for("annotate.next_item", slug=project.slug))
+    picked = (done.item, done.lane or QueueReason.AUDIT)
+    return _render(project, picked, f"Undid {done.what}: answer it again.")
+
+
+@bp.post("/projects/<slug>/annotate/history/<int:item_id>")
+@login_required
+def edit(slug: str, item_id: int):
+    """Change one of the expert's answers from the side list, in place."""
+    project = project_or_404(slug)
+    label = request.form.get("label", "")
+    try:
+        changed = history.edit(project, current_user.annotator, item_id, label)
+    except ValidationError:
+        db.session.rollback()
+        message = f"“{label}” is not a label of this project; #{item_id} is unchanged."
+        return _render_history(project, 422, message=message, level="error")
+    except history.Refused as refused:
+        db.session.rollback()
+        return _render_history(project, 409, message=str(refused), level="warning")
+    db.session.commit()
+    return _render_history(project, message=f"#{item_id} is now {changed.label}.")
+
+
+@bp.post("/projects/<slug>/annotate/skipped/<int:item_id>")
+@login_required
+def bring_back(slug: str, item_id: int):
+    """Bring a skipped item back and show it to answer now."""
+    project = project_or_404(slug)
+    try:
+        item, lane = history.bring_back(project, current_user.annotator, item_id)
+    except history.Refused as refused:
+        db.session.rollback()
+        return _next(project, str(refused), "warning")
+    db.session.commit()
+    if not _hx():
+        flash(f"#{item_id} is back: answer it now.", "info")
+        return redirect(url_for("annotate.next_item", slug=project.slug))
+    return _render(project, (item, lane or QueueReason.AUDIT), f"#{item_id} is back.")

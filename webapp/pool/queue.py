@@ -305,7 +305,8 @@ def leased_to_other(item: Item, annotator: str) -> bool:
 def skip(project: Project, item: Item, annotator: str) -> None:
     """Hide the item from this annotator and release their lease on it (flushed only)."""
     if db.session.get(Skip, (annotator, item.id)) is None:
-        db.session.add(Skip(item_id=item.id, annotator=annotator))
+        reason = item.lease_reason if item.lease_owner == annotator else None
+        db.session.add(Skip(item_id=item.id, annotator=annotator, reason=reason))
     release(item, annotator)
     db.session.flush()
     # Skipping the head of the uncertain lane moves the expert's skip cursor past it.
