@@ -1,12 +1,15 @@
 """In Chromium: an expert labels ten items with the keyboard only, undoes one, brings a skip
 back, changes one answer from the side list, and every answer is stored exactly once."""
 
+import time
+
 from sqlalchemy import select
 
-from tests.factories import make_champion, make_project, make_user
+from tests.factories import make_champion, make_items, make_project, make_user
 from tests.web.test_browser import ITEM, log_in, open_annotate, shown_item, wait_for_next
+from webapp import pool
 from webapp.extensions import db
-from webapp.models import Annotation, Item
+from webapp.models import Annotation, Item, Project
 
 
 def answers_by(annotator: str) -> dict[int, list[str]]:
@@ -98,3 +101,65 @@ def test_an_expert_labels_undoes_and_edits_with_the_keyboard(app, page):
     assert stored == {item: [label] for item, label in expected.items()}
     for item_id, label in expected.items():
         assert db.session.get(Item, item_id).label == label
+
+
+def test_a_cut_network_loses_no_answer_and_stores_none_twice(app, page):
+    project = make_project()
+    make_items(project, 3)
+    user = make_user(role="annotator")
+    log_in(page, user)
+    first = open_annotate(page)
+
+    page.context.set_offline(True)
+    page.keyboard.press("2")
+    page.wait_for_selector("#notices .flash-error")
+    assert "Could not reach the server; nothing was saved" in page.inner_text("#notices")
+    assert shown_item(page) == first  # the item stays on screen to answer again
+    assert answers_by(user.annotator) == {}
+
+    page.context.set_offline(False)
+    page.wait_for_selector("body[data-keys=ready]")
+    page.keyboard.press("2")
+    wait_for_next(page, first)
+    assert answers_by(user.annotator) == {int(first): [project.labels[1]]}
+
+
+def test_an_expired_lease_taken_by_another_expert_stores_nothing_and_says_so(app, page):
+    project = make_project()
+    make_items(project, 1)
+    user = make_user(role="annotator")
+    app.config["LEASE_SECONDS"] = 1
+    log_in(page, user)
+    only = open_annotate(page)
+    time.sleep(1.5)  # the lease runs out for real
+    # Another expert asks for work and gets the one item, now free.
+    taken = pool.next_item(db.session.get(Project, project.id), "other@example.org")
+    assert taken is not None and str(taken[0].id) == only
+
+    page.keyboard.press("1")
+    wait_for_next(page, only)  # the empty queue: nothing else to label
+    notice = page.inner_text(f"{ITEM} .notice")
+    assert "was passed to someone else after your lease ran out" in notice
+    assert "not saved" in notice
+    assert answers_by(user.annotator) == {}
+
+
+def test_an_answer_given_after_someone_else_answered_is_kept_and_says_so(app, page):
+    project = make_project()
+    make_items(project, 2)
+    user = make_user(role="annotator")
+    app.config["LEASE_SECONDS"] = 1
+    log_in(page, user)
+    shown = open_annotate(page)
+    time.sleep(1.5)
+    # The lease ran out and another expert answered the item meanwhile.
+    item = db.session.get(Item, int(shown))
+    pool.annotate(db.session.get(Project, project.id), item, "other@example.org", "tech")
+
+    page.keyboard.press("1")
+    wait_for_next(page, shown)
+    notice = page.inner_text(f"{ITEM} .notice")
+    assert "other@example.org had answered it (tech)" in notice
+    assert "both answers are kept" in notice
+    assert answers_by(user.annotator) == {int(shown): [project.labels[0]]}
+    assert answers_by("other@example.org") == {int(shown): ["tech"]}

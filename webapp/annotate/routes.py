@@ -184,6 +184,22 @@ def _already_saved(item: Item, annotator: str, label: str) -> bool:
     return last == annotator
 
 
+def _answered_by_other(item: Item, annotator: str) -> tuple[str, str] | None:
+    """(who, label) when the item was answered by someone else and is not waiting for a new
+    answer (not disputed): they got it after this expert's lease ran out."""
+    if item.label is None or item.disputed_at is not None:
+        return None
+    last = db.session.execute(
+        select(Annotation.annotator, Annotation.label)
+        .where(Annotation.item_id == item.id)
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.annotator == annotator:
+        return None
+    return last.annotator, last.label
+
+
 @bp.get("/projects/<slug>/annotate")
 @login_required
 def next_item(slug: str):
@@ -209,6 +225,8 @@ def submit(slug: str, item_id: int):
         )
     if _already_saved(item, annotator, label):
         return _next(project, f"Item #{item.id} was already saved as {label}.")
+    # Answered by someone else after this expert's lease ran out: both answers are kept.
+    overtaken = _answered_by_other(item, annotator)
     try:
         pool.annotate(project, item, annotator, label)
     except ValidationError:
@@ -222,6 +240,14 @@ def submit(slug: str, item_id: int):
             project, (item, item.lease_reason or QueueReason.AUDIT), error=error, status=422
         )
     _labeled_here(project, add=1)
+    if overtaken is not None:
+        who, their = overtaken
+        return _next(
+            project,
+            f"Saved #{item.id} as {label}. {who} had answered it ({their}) after your lease ran "
+            "out: both answers are kept, and the item now reads yours.",
+            "warning",
+        )
     return _next(project, f"Saved #{item.id} as {label}.")
 
 
