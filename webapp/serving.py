@@ -51,6 +51,24 @@ def champion_model(project: Project) -> tuple[int, int, object] | None:
     return cached[0], cached[2], cached[3]
 
 
+# (database, model version id) -> the version's monitoring reference (a few KB per feature),
+# read once per process: the labeling page marks a tabular item's rare values with it.
+_references: dict[tuple[str, int], dict | None] = {}
+
+
+def champion_reference(project: Project) -> dict | None:
+    """The champion's drift reference (labeling.drift's sketches), cached per version."""
+    champion = champion_model(project)
+    if champion is None:
+        return None
+    key = (db.engine.url.render_as_string(hide_password=True), champion[0])
+    if key not in _references:
+        _references[key] = db.session.scalar(
+            select(ModelVersion.reference).where(ModelVersion.id == champion[0])
+        )
+    return _references[key]
+
+
 def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None:
     """The champion's version and class probabilities for an item's data; None before any model.
 

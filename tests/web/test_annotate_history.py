@@ -3,11 +3,13 @@ brought back), the progress line, every label's probability, and the shortcuts l
 
 import re
 
+import numpy as np
 from sqlalchemy import func, select
 
-from tests.factories import make_champion, make_items, make_project
+from tests.factories import make_champion, make_items, make_project, queue_retrain
 from tests.web.html import text
 from tests.web.test_annotate import item_id_of
+from webapp import pool, training
 from webapp.extensions import db
 from webapp.models import Annotation, Item, ProjectCounter, Skip
 
@@ -88,8 +90,6 @@ def test_undo_does_not_take_back_what_someone_answered_after_you(client, login, 
     first = item_id_of(client.get("/projects/news/annotate").text)
     hx("POST", f"/projects/news/annotate/{first}", data={"label": "tech"})
     # A reviewer corrects it through the API's path (a second answer on the item).
-    from webapp import pool
-
     pool.annotate(project, db.session.get(Item, first), "reviewer@example.org", "sport")
     response = hx("POST", "/projects/news/annotate/undo")
     assert "answered again by reviewer@example.org" in text(response.text)
@@ -175,3 +175,40 @@ def test_the_page_without_javascript_shows_the_side_list(client, login, auth):
     response = client.post("/projects/news/annotate/undo", data={"csrf_token": auth.csrf()})
     assert response.status_code == 302
     assert item_id_of(client.get("/projects/news/annotate").text) == first
+
+
+def test_the_words_behind_the_suggestion_are_highlighted(client, login):
+    project = make_project()
+    make_champion(project)
+    login()
+    page = client.get("/projects/news/annotate").text
+    suggested = re.search(r"suggests <strong>([^<]+)</strong>", page).group(1)
+    marks = re.findall(r'<mark class="term" style="--w: ([0-9.]+)"[^>]*>([^<]+)</mark>', page)
+    assert marks, "no word is highlighted"
+    assert max(float(w) for w, _ in marks) == 1.0
+    assert f'title="Pushed the model towards {suggested}"' in page
+    assert 'data-key="h"' in page  # the toggle, by key or click
+
+
+def test_a_tabular_items_rare_values_are_marked(client, login):
+    project = make_project(slug="tab", kind="tabular", features=["x1", "x2"])
+    rng = np.random.default_rng(0)
+    rows = [
+        {"external_id": f"r{i}", "data": {"features": {"x1": float(x1), "x2": float(x2)}}}
+        for i, (x1, x2) in enumerate(rng.normal(size=(200, 2)))
+    ]
+    ids = [i for batch in pool.import_items(project, rows) for i in batch]
+    labels = {
+        i: ("a" if row["data"]["features"]["x1"] > 0 else "b")
+        for i, row in zip(ids, rows, strict=True)
+    }
+    pool.label_unlabeled(project, labels.items(), "seed")
+    training.run_retrain(queue_retrain(project).id)
+    assert training.champion_version(project.id) is not None
+    db.session.add(Item(project_id=project.id, data={"features": {"x1": 9.0, "x2": 0.1}}))
+    db.session.commit()
+    login()
+    page = client.get("/projects/tab/annotate").text
+    rows = re.findall(r"<tr( class=\"unusual\")?><th scope=\"row\">(x\d)</th>", page)
+    assert rows == [(' class="unusual"', "x1"), ("", "x2")]
+    assert "highest 0.0%" in text(page)

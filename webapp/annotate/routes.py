@@ -6,6 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from labeling import explain
 from labeling.sampling import COMMITTEE_STRATEGIES
 
 from .. import pool, serving
@@ -89,6 +90,24 @@ def _dispute(item: Item) -> dict | None:
     return {"predicted": predicted, "correct": correct, "label": suggested, "comment": comment}
 
 
+def _highlighted(project: Project, paragraphs: list[str], suggestion: dict | None) -> list:
+    """Each paragraph as (piece, weight) segments: the words that pushed the champion towards
+    its suggestion carry their weight (0 to 1, the strongest 1), every other piece None."""
+    champion = serving.champion_model(project) if suggestion else None
+    weights = {}
+    if champion is not None:
+        weights = explain.term_weights(champion[2], "\n\n".join(paragraphs), suggestion["label"])
+    strongest = max(weights.values(), default=0.0) or 1.0
+    scaled = {word: w / strongest for word, w in weights.items()}
+    return [explain.segments(paragraph, scaled) for paragraph in paragraphs]
+
+
+def _unusual(project: Project, item: Item) -> dict[str, float]:
+    """Feature -> percentile, for the item's values in the outer 1% of the champion's pool."""
+    features = item.data.get("features") or {}
+    return explain.unusual_values(serving.champion_reference(project), features)
+
+
 def _paragraphs(text: str) -> list[str]:
     """Split a text on blank lines, so the page keeps the author's paragraphs."""
     blocks = [block.strip("\n") for block in text.replace("\r\n", "\n").split("\n\n")]
@@ -117,11 +136,14 @@ def _render(
         "error": error,
     }
     if item is not None:
+        suggestion = _suggestion(project, item)
+        paragraphs = _paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else []
         context.update(
             tip=_reason_tip(project, reason),
-            suggestion=_suggestion(project, item),
+            suggestion=suggestion,
             dispute=_dispute(item) if item.disputed_at is not None else None,
-            paragraphs=_paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else [],
+            paragraphs=_highlighted(project, paragraphs, suggestion),
+            unusual=_unusual(project, item) if project.kind != Kind.TEXT else {},
         )
     if _hx():
         return render_template("annotate/_item.html", **context), status, {"HX-Trigger": CHANGED}
