@@ -297,3 +297,32 @@ def make_experiment_row(project: Project | None, status: str = "stopped", **kw):
         **kw,
     }
     return Experiment(status=status, **values)
+
+
+# Three experts' answers on overlapping items, as `answer_overlap` gives them (items by index;
+# s/p/t: sport/politics/tech). Figures worked out by hand from this table:
+#   ann-bob share items 0-5, agree on 0, 1, 2, 4: 4/6; kappa (4/6 - 1/3) / (1 - 1/3) = 0.5
+#   ann-cy and bob-cy share items 0-2, agree on 2 of 3; kappa (6/9 - 4/9) / (1 - 4/9) = 0.4
+#   alpha over items 0-5: 1 - (15 - 1) * 6 / (15² - (6² + 5² + 4²)) = 16/37
+#   final labels (the latest answer): 0-2 cy's, 3-5 bob's; ann agrees on 3 of 6, bob 5 of 6,
+#   cy 3 of 3. Item 7 has ann's answer alone; item 6 (ann and bob disagree) gets excluded.
+_S, _P, _T = "sport", "politics", "tech"
+OVERLAP = [
+    ("bob", 3, _P),  # replaced by bob's later answer on item 3
+    *[("ann", i, label) for i, label in enumerate([_S, _S, _P, _P, _T, _T, _S, _S])],
+    *[("bob", i, label) for i, label in enumerate([_S, _S, _P, _T, _T, _S, _T])],
+    *[("cy", i, label) for i, label in enumerate([_S, _P, _P])],
+]
+
+
+def answer_overlap(project: Project, experts: dict[str, str]) -> list[int]:
+    """Import 8 items and record `OVERLAP`'s answers through `pool.annotate`, oldest first, as
+    the annotators `experts` maps `ann`, `bob` and `cy` to; return the items' ids (item 6 is
+    the one to exclude)."""
+    from webapp import pool
+    from webapp.models import Item
+
+    ids = make_items(project, 8)
+    for who, index, label in OVERLAP:
+        pool.annotate(project, db.session.get(Item, ids[index]), experts[who], label)
+    return ids

@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .experiments import bp as experiments_bp
     from .monitor import bp as monitor_bp
     from .ops import init_app as init_ops
+    from .review import bp as review_bp
     from .runs import bp as runs_bp
 
     app.register_blueprint(auth_bp)
@@ -48,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(annotate_bp)
     app.register_blueprint(runs_bp)
     app.register_blueprint(experiments_bp)
+    app.register_blueprint(review_bp)
     app.register_blueprint(admin_bp)
     ratelimit.init_app(app)
     init_ops(app)

@@ -50,6 +50,7 @@ ENDPOINTS = [
     ("DELETE", "/items/{item}/exclusion", "admin"),
     ("GET", "/projects/news/monitor", "admin"),
     ("PUT", "/projects/news/monitor/reference", "admin"),
+    ("GET", "/projects/news/agreement", "admin"),
     ("GET", "/projects/news/alerts", "admin"),
     ("POST", "/projects/news/alerts/{alert}/acknowledge", "admin"),
     ("GET", "/projects/news/alert-rules", "admin"),

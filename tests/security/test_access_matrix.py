@@ -205,6 +205,7 @@ OPS = [
     ),
     Op("monitor.monitor", "GET", lambda c: "/projects/news/monitor", member_run_role),
     Op("monitor.alerts", "GET", lambda c: "/projects/news/alerts", member_run_role),
+    Op("review.agreement", "GET", lambda c: "/projects/news/agreement", member_run_role),
     Op(
         "monitor.acknowledge",
         "POST",

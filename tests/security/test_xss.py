@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_key, make_project, make_user, queue_retrain
+from tests.factories import make_items, make_key, make_project, make_user, queue_retrain
 from tests.web.conftest import PASSWORD
+from webapp import pool
 from webapp.extensions import db
 from webapp.models import ApiKey, AuditLog, Item
 
@@ -53,6 +54,12 @@ def store_payloads(client) -> dict:
     db.session.commit()
     make_user("admin@example.com", PASSWORD, "admin")
     item_id = db.session.scalar(select(Item.id).where(Item.project_id == project.id))
+    # Two experts answer two more items, one of them known by a markup email (the CLI takes
+    # any printable email): the agreement page names experts by email.
+    experts = [make_user(PAYLOAD, PASSWORD), make_user("second@example.com", PASSWORD)]
+    for other_id in make_items(project, 2, start=100):
+        for expert, label in zip(experts, ("tech", "sport"), strict=True):
+            pool.annotate(project, db.session.get(Item, other_id), expert.annotator, label)
     return {"run": run.id, "item": item_id}
 
 
@@ -66,6 +73,7 @@ def pages(stored: dict) -> list[str]:
         "/projects/news/runs",
         f"/projects/news/runs/{stored['run']}",
         "/projects/news/models",
+        "/projects/news/agreement",
         "/admin/users",
         "/admin/keys",
         "/admin/audit",

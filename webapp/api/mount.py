@@ -10,6 +10,7 @@ from flask_smorest.spec.plugins import FlaskPlugin
 from ..auth.ratelimit import api_key_prefix, api_limit, limiter
 from ..errors import PROBLEM
 from . import (
+    agreement,
     docs,
     experiments,
     items,
@@ -33,6 +34,7 @@ RESOURCES = (
     settings,
     labels,
     monitor,
+    agreement,
     experiments,
     webhooks,
     docs,
