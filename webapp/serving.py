@@ -69,6 +69,33 @@ def champion_reference(project: Project) -> dict | None:
     return _references[key]
 
 
+def suggested_labels(project: Project, rows: list[dict]) -> list[str | None] | None:
+    """The champion's label for each item's data, in one batch; None before any champion.
+    Rows the model cannot read get None."""
+    champion = champion_model(project)
+    if champion is None:
+        return None
+    labels = list(project.labels)
+    try:
+        X = training.to_matrix(project.kind, rows, project.features)
+        proba = training.predict_proba_for(champion[2], X, labels)
+    except ValueError:
+        return [s and s[0] for s in (_one_suggestion(project, row) for row in rows)]
+    return [labels[i] for i in proba.argmax(axis=1)]
+
+
+def _one_suggestion(project: Project, data: dict) -> tuple[str] | None:
+    """(the champion's label,) for one item, or None when the model cannot read it."""
+    try:
+        suggested = suggest(project, data)
+    except ValueError:
+        return None
+    if suggested is None:
+        return None
+    probabilities = suggested[1]
+    return (max(probabilities, key=probabilities.get),)
+
+
 def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None:
     """The champion's version and class probabilities for an item's data; None before any model.
 

@@ -212,3 +212,24 @@ def test_a_tabular_items_rare_values_are_marked(client, login):
     rows = re.findall(r"<tr( class=\"unusual\")?><th scope=\"row\">(x\d)</th>", page)
     assert rows == [(' class="unusual"', "x1"), ("", "x2")]
     assert "highest 0.0%" in text(page)
+
+
+def test_filters_are_kept_per_expert_and_say_what_they_do(client, login):
+    project = make_project()
+    make_items(project, 4)
+    login()
+    held = item_id_of(client.get("/projects/news/annotate").text)
+    bad = client.get("/projects/news/annotate?lane=loudest", follow_redirects=True)
+    assert "“loudest” is not a lane" in text(bad.text)
+    assert item_id_of(bad.text) == held  # a refused filter changes nothing
+
+    page = client.get("/projects/news/annotate?lane=disputed", follow_redirects=True).text
+    # No item is disputed: nothing for this filter, and the page says how to get out of it.
+    assert "Nothing is left for your filter (lane disputed)" in text(page)
+    assert "Audits still come at their share" in text(page)
+    assert db.session.get(Item, held).lease_owner is None  # given back to the queue
+    assert 'option value="disputed" selected' in page
+
+    cleared = client.get("/projects/news/annotate?lane=all&label=", follow_redirects=True).text
+    assert item_id_of(cleared) is not None
+    assert "Audits still come at their share" not in text(cleared)

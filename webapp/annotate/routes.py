@@ -16,6 +16,7 @@ from ..extensions import db
 from ..models import Annotation, Feedback, Item, Prediction, Project
 from ..monitor.routes import project_or_404
 from ..pool import history
+from ..pool.queue import SUGGESTED_SCAN
 from . import bp
 
 # The event the history side list listens for: every answer, skip, undo or edit sends it.
@@ -134,6 +135,10 @@ def _render(
         "message": message,
         "level": level,
         "error": error,
+        "filters": _filters(project),
+        "lane_filters": pool.LANE_FILTERS,
+        "audit_share": pool.audit_share_now(project),
+        "suggested_scan": SUGGESTED_SCAN,
     }
     if item is not None:
         suggestion = _suggestion(project, item)
@@ -182,7 +187,7 @@ def _next(project: Project, message: str, level: str = "info"):
     if not _hx():
         flash(message, level)
         return redirect(url_for("annotate.next_item", slug=project.slug))
-    return _render(project, pool.next_item(project, current_user.annotator), message, level)
+    return _render(project, _pick(project), message, level)
 
 
 def _item_or_404(project: Project, item_id: int) -> Item:
@@ -222,12 +227,52 @@ def _answered_by_other(item: Item, annotator: str) -> tuple[str, str] | None:
     return last.annotator, last.label
 
 
+def _filters(project: Project) -> dict:
+    """The expert's queue filters in this project (lane, suggested label), kept in the session."""
+    return dict(session.get("filters", {}).get(str(project.id), {}))
+
+
+def _set_filters(project: Project, lane: str, label: str) -> str | None:
+    """Keep valid filters in the session; return an error message for invalid ones."""
+    if lane not in pool.LANE_FILTERS:
+        return f"“{lane}” is not a lane: pick one of {', '.join(pool.LANE_FILTERS)}."
+    if label and label not in project.labels:
+        return f"“{label}” is not a label of this project."
+    filters = dict(session.get("filters", {}))
+    filters[str(project.id)] = {"lane": lane, "label": label}
+    session["filters"] = filters
+    return None
+
+
+def _pick(project: Project) -> tuple[Item, str] | None:
+    """Lease the next item to the user, through their filters."""
+    chosen = _filters(project)
+    return pool.next_item(
+        project,
+        current_user.annotator,
+        lane=chosen.get("lane"),
+        suggested=chosen.get("label") or None,
+        predict=lambda rows: serving.suggested_labels(project, rows),
+    )
+
+
 @bp.get("/projects/<slug>/annotate")
 @login_required
 def next_item(slug: str):
-    """Show the labeling page with the next item leased to the user."""
+    """Show the labeling page with the next item leased to the user (`?lane=&label=` filter)."""
     project = project_or_404(slug)
-    return _render(project, pool.next_item(project, current_user.annotator))
+    if "lane" in request.args or "label" in request.args:
+        error = _set_filters(
+            project, request.args.get("lane", "all"), request.args.get("label", "")
+        )
+        if error:
+            flash(error, "error")
+        else:
+            # The item held now was picked under the old filter: give it back to the queue.
+            pool.release_held(project, current_user.annotator)
+            db.session.commit()
+        return redirect(url_for("annotate.next_item", slug=project.slug))
+    return _render(project, _pick(project))
 
 
 @bp.post("/projects/<slug>/annotate/<int:item_id>")

@@ -12,12 +12,24 @@ from .items import (
     recount,
 )
 from .labels import annotate, label_unlabeled
-from .queue import REASONS, has_champion, leased_to_other, next_item, release, skip
+from .queue import (
+    LANE_FILTERS,
+    REASONS,
+    audit_share_now,
+    has_champion,
+    leased_to_other,
+    next_item,
+    release,
+    release_held,
+    skip,
+)
 
 __all__ = [
     "IMPORT_BATCH",
+    "LANE_FILTERS",
     "REASONS",
     "annotate",
+    "audit_share_now",
     "counts",
     "counts_by_project",
     "find_or_create_item",
@@ -29,5 +41,6 @@ __all__ = [
     "next_item",
     "recount",
     "release",
+    "release_held",
     "skip",
 ]

@@ -19,7 +19,7 @@ the claim conditional either way.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -232,17 +232,36 @@ def _planned_audit_share(project: Project) -> float:
     return max(share, float(project.setting("audit_share_early")))
 
 
+#: The lanes an expert may narrow the queue to ("all" is no filter).
+LANE_FILTERS = ("all", QueueReason.DISPUTED, QueueReason.UNCERTAIN, QueueReason.AUDIT)
+#: How far down a lane the queue looks for an item the model suggests a wanted label for.
+SUGGESTED_SCAN = 200
+
+
 @unit_of_work
 def next_item(
-    project: Project, annotator: str, rng: random.Random | None = None
+    project: Project,
+    annotator: str,
+    rng: random.Random | None = None,
+    lane: str | None = None,
+    suggested: str | None = None,
+    predict: Callable[[list[dict]], list[str | None] | None] | None = None,
 ) -> tuple[Item, str] | None:
     """Lease the next item to `annotator` and return it with the reason, or None when done.
 
     An annotator who already holds a live lease gets that item again, so a reload loses nothing.
     A unit of work of its own (see `webapp.transaction`): each claim commits at once, so an
     expert racing for the same head sees the lease and takes the next item.
+
+    An expert may narrow the queue to one `lane` (`LANE_FILTERS`) and to items the champion
+    suggests the label `suggested` for (`predict` gives the champion's label for a batch of
+    items' data, or None before any champion: `serving.suggested_labels`). Audits are the
+    unbiased evaluation set, so neither filter touches them: a call that draws an audit (at
+    the project's audit share) serves one whatever the filter, and audits are never picked by
+    their suggested label.
     """
     rng = rng or random.Random()
+    lane = None if lane in (None, "", "all") else lane
     now = utcnow()
     until = now + timedelta(seconds=current_app.config["LEASE_SECONDS"])
     held = db.session.scalar(held_lease_query(project.id, annotator, now))
@@ -252,7 +271,7 @@ def next_item(
         return held, held.lease_reason or "audit"
     project_id, audit_share = project.id, audit_share_now(project)
     learner = has_learner(project)
-    uncertain = learner and rng.random() >= audit_share
+    uncertain = learner and rng.random() >= audit_share and lane != QueueReason.AUDIT
     cursor = skip_cursor.current(project, annotator, now) if uncertain else None
     passed = skip_cursor.free_passed(cursor, annotator, now) if cursor else []
     current = current_scores(project)
@@ -263,11 +282,44 @@ def next_item(
     chosen = lanes(
         project_id, annotator, now, rng, learner, uncertain, cursor, passed, current, exposure
     )
-    for lane, reason in chosen:
-        item_id = db.session.scalar(claim_statement(lane, annotator, reason, now, until))
+    audit_draw = learner and not uncertain
+    for query, reason in chosen:
+        if lane is not None and not _passes(reason, lane, audit_draw):
+            continue
+        if suggested is not None and predict is not None and reason != QueueReason.AUDIT:
+            query = _suggested_head(query, suggested, predict)
+            if query is None:
+                continue
+        item_id = db.session.scalar(claim_statement(query, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
             return db.session.get(Item, item_id), reason
+    return None
+
+
+def _passes(reason: str, lane: str, audit_draw: bool) -> bool:
+    """Whether a lane's item may be served under the expert's lane filter: its own lane, and
+    audits when this call drew one (they keep their share whatever the filter)."""
+    if reason == QueueReason.AUDIT:
+        return audit_draw or lane == QueueReason.AUDIT
+    return reason == lane
+
+
+def _suggested_head(query: Select, label: str, predict: Callable) -> Select | None:
+    """The lane narrowed to its first item (of `SUGGESTED_SCAN`) that the champion suggests
+    `label` for, or None. The candidates are predicted in one batch."""
+    ids = db.session.scalars(query.limit(SUGGESTED_SCAN)).all()
+    if not ids:
+        return None
+    rows = db.session.execute(select(Item.id, Item.data).where(Item.id.in_(ids))).all()
+    data = {row.id: row.data for row in rows}
+    ordered = [i for i in ids if i in data]
+    predicted = predict([data[i] for i in ordered])
+    if predicted is None:
+        return None  # no champion: nothing is suggested yet
+    for item_id, guess in zip(ordered, predicted, strict=True):
+        if guess == label:
+            return query.where(Item.id == item_id).limit(1)
     return None
 
 
@@ -284,6 +336,16 @@ def _audited_arm(project_id: int, rng: random.Random) -> tuple[int, str] | None:
     if experiment_id is None:
         return None
     return experiment_id, (Arm.CHAMPION if rng.random() < 0.5 else Arm.CHALLENGER)
+
+
+def release_held(project: Project, annotator: str) -> None:
+    """Give back every lease the annotator holds in the project (flushed only)."""
+    db.session.execute(
+        update(Item)
+        .where(Item.project_id == project.id, Item.lease_owner == annotator)
+        .values(lease_owner=None, lease_until=None, lease_reason=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release(item: Item, annotator: str) -> None:
