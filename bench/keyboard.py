@@ -27,7 +27,10 @@ wrapper records the server's own time per request (the view and the template, no
 or the browser), to tell the server's share from the browser's.
 
     .venv/bin/python -m bench.keyboard [--db postgresql] [--items 100000] [--presses 200]
-        [--warmup 10]
+        [--warmup 10] [--profile 100]
+
+`--profile N` then answers N more items through Flask's test client with each step of the
+answer's response (and of the side list's) wrapped in a timer, where the checkout has it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ SLUG = "kb"
 PASSWORD = "bench-pass"
 BROWSER_USER = "kb-browser@example.com"
 HTTP_USER = "kb-http@example.com"
+PROFILE_USER = "kb-profile@example.com"
 SEED_LABELS = 600
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -222,7 +226,7 @@ def build(n: int) -> dict:
 
     articles = load_bbc()
     project = make_project(slug=SLUG, labels=list(BBC_LABELS), settings={"retrain_every": 0})
-    for email in (BROWSER_USER, HTTP_USER):
+    for email in (BROWSER_USER, HTTP_USER, PROFILE_USER):
         make_user(email, PASSWORD, role="annotator")
     seeds = seed_sample(articles, SEED_LABELS)
     rows = [{"external_id": a.external_id, "data": {"text": a.text}} for a in seeds]
@@ -378,6 +382,105 @@ class HttpExpert:
 
 
 # ---------------------------------------------------------------------------------------------
+# Where the server's time goes (--profile)
+
+# (module path, attribute): the steps of an answer's response, timed where they exist (the
+# older page has no highlights and no side list).
+STEPS = (
+    ("webapp.pool", "annotate"),
+    ("webapp.pool", "next_item"),
+    ("webapp.annotate.routes", "_suggestion"),
+    ("webapp.annotate.routes", "_highlighted"),
+    ("labeling.explain", "term_weights"),
+    ("webapp.serving", "champion_model"),
+    ("webapp.annotate.routes", "render_template"),
+    ("webapp.annotate.routes", "_history_context"),
+    ("webapp.pool.history", "recent_answers"),
+    ("webapp.pool.history", "skipped"),
+    ("webapp.pool.history", "progress"),
+)
+
+
+def profile(app, n: int) -> list[list[str]]:
+    """Answer n items through the test client (htmx headers), then reload the side list, with
+    each step of STEPS wrapped in a timer: per step, the median time it takes per request."""
+    import importlib
+
+    from webapp.extensions import db
+
+    spent: dict[str, float] = {}
+    patched = []
+
+    def timer(name, fn):
+        def wrapped(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+
+        return wrapped
+
+    for module_name, attr in STEPS:
+        module = importlib.import_module(module_name)
+        fn = getattr(module, attr, None)
+        if fn is not None:
+            patched.append((module, attr, fn))
+            setattr(module, attr, timer(f"{module_name.rsplit('.', 1)[-1]}.{attr}", fn))
+    # Patched on their modules: the callers look them up there at each call.
+    client = app.test_client()
+    try:
+        client.get("/login")
+        with client.session_transaction() as sess:
+            token = sess["csrf"]
+        resp = client.post(
+            "/login", data={"email": PROFILE_USER, "password": PASSWORD, "csrf_token": token}
+        )
+        if resp.status_code != 302:
+            raise RuntimeError(f"profile login failed: {resp.status_code}")
+        page = client.get(f"/projects/{SLUG}/annotate").get_data(as_text=True)
+        token, item = _csrf(page), _item_id(page)
+        labels = re.findall(r'name="label" value="([^"]+)"', page) or ["x"]
+        hx = {"HX-Request": "true"}
+        history_url = f"/projects/{SLUG}/annotate/history"
+        has_history = client.get(history_url, headers=hx).status_code == 200
+        per: dict[str, dict[str, list[float]]] = {"POST answer": {}, "GET side list": {}}
+        for i in range(10 + n):
+            spent.clear()
+            start = time.perf_counter()
+            resp = client.post(
+                f"/projects/{SLUG}/annotate/{item}",
+                data={"csrf_token": token, "label": labels[i % len(labels)]},
+                headers=hx,
+            )
+            total = time.perf_counter() - start
+            body = resp.get_data(as_text=True)
+            if resp.status_code != 200 or "Saved #" not in body:
+                raise RuntimeError(f"profile answer failed: {resp.status_code}")
+            item = _item_id(body)
+            if i >= 10:
+                for name, seconds in {"whole request": total, **spent}.items():
+                    per["POST answer"].setdefault(name, []).append(seconds)
+            if has_history:
+                spent.clear()
+                start = time.perf_counter()
+                client.get(history_url, headers=hx)
+                total = time.perf_counter() - start
+                if i >= 10:
+                    for name, seconds in {"whole request": total, **spent}.items():
+                        per["GET side list"].setdefault(name, []).append(seconds)
+    finally:
+        for module, attr, fn in patched:
+            setattr(module, attr, fn)
+        db.session.remove()
+    rows = []
+    for request_kind, steps in per.items():
+        for name, samples in steps.items():
+            rows.append([request_kind, name, ms(median(samples)), ms(p95(samples)), len(samples)])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # The run
 
 
@@ -450,6 +553,7 @@ def main() -> None:
         items=(100_000, "unlabeled items in the project"),
         presses=(200, "timed key presses"),
         warmup=(10, "untimed key presses first"),
+        profile=(0, "then answer this many items through the test client, steps timed"),
     )
     if not any(a.startswith("--db") for a in sys.argv[1:]):
         args.db = ["postgresql"]  # what the issue asks; `--db sqlite,postgresql` for both
@@ -470,6 +574,7 @@ def main() -> None:
                 load()
                 run_s, out = timed(lambda: measure(base, args.presses, args.warmup, 5))
                 load()
+            steps = profile(app, args.profile) if args.profile else []
         item, post = out["item"], out["post"]
         print(
             f"\n## {backend}, {args.items:,} unlabeled: {args.presses} presses "
@@ -492,6 +597,12 @@ def main() -> None:
             f"\nbrowser item ready / HTTP POST: median {median(item) / median(post):.2f}x, "
             f"p95 {p95(item) / p95(post):.2f}x"
         )
+        if steps:
+            print(
+                f"\n## {backend}: where the server's time goes, {args.profile} answers through "
+                "the test client (each step timed where it exists; steps nest)\n"
+            )
+            print(table(["request", "step", "median", "p95", "n"], steps))
 
 
 if __name__ == "__main__":
