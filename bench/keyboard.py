@@ -422,7 +422,10 @@ def profile(app, n: int) -> list[list[str]]:
         return wrapped
 
     for module_name, attr in STEPS:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue  # not in this checkout
         fn = getattr(module, attr, None)
         if fn is not None:
             patched.append((module, attr, fn))
