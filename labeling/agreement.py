@@ -32,8 +32,9 @@ from labeling.stats import wilson_interval
 
 Answer = tuple[Hashable, Hashable, str]
 
+LATEST, MAJORITY, REVIEW, DAWID_SKENE = "latest", "majority", "review", "dawid_skene"
 #: How an item's answers become its final label.
-RULES = ("latest", "majority", "review", "dawid_skene")
+RULES = (LATEST, MAJORITY, REVIEW, DAWID_SKENE)
 
 
 @dataclass(frozen=True)

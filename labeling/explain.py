@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from sklearn.utils import murmurhash3_32
 
 _TEXT_STEPS = ("hash", "seen", "tfidf", "clf")
 
@@ -46,22 +47,40 @@ def term_weights(model: Any, text: str, label: str, top: int = 8) -> dict[str, f
     coef = np.asarray(clf.coef_)
     # A binary logistic regression keeps one row, the second class's; the first's is minus it.
     weights = (coef[0] if k == 1 else -coef[0]) if coef.shape[0] == 1 else coef[k]
-    words = sorted(set(words_of(text, steps["hash"].token_pattern)))
+    hasher = steps["hash"]
+    words = sorted(set(words_of(text, hasher.token_pattern)))
     if not words:
         return {}
+    # Each word's column: its hashed bucket (as the vectorizer hashes a single word), then its
+    # place among the buckets the model kept. No word is run through the pipeline on its own.
+    kept = _kept_buckets(steps["seen"])
+    buckets = np.fromiter(
+        (abs(murmurhash3_32(word, seed=0)) % hasher.n_features for word in words),
+        dtype=np.int64,
+        count=len(words),
+    )
+    cols = np.searchsorted(kept, buckets)
+    known = (cols < len(kept)) & (kept[np.minimum(cols, len(kept) - 1)] == buckets)
     row = model[:-1].transform([text]).tocsr()  # this text's tf-idf, in the model's columns
-    columns = model[:2].transform(words).tocsr()  # each word's own column (hashed, then kept)
+    tfidf = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
     out = {}
-    for i, word in enumerate(words):
-        cols = columns.indices[columns.indptr[i] : columns.indptr[i + 1]]
-        if len(cols) == 0:
+    for word, col, ok in zip(words, cols.tolist(), known.tolist(), strict=True):
+        if not ok:
             continue  # a word no training text had: the model ignores it
-        col = int(cols[0])
-        value = float(row[0, col] * weights[col])
+        value = tfidf.get(col, 0.0) * float(weights[col])
         if value > 0:
             out[word] = value
     ranked = sorted(out.items(), key=lambda kv: -kv[1])[:top]
     return dict(ranked)
+
+
+def _kept_buckets(selector: Any) -> np.ndarray:
+    """The hashed buckets a fitted VarianceThreshold kept, ascending (cached on the step)."""
+    kept = getattr(selector, "_corrigo_kept", None)
+    if kept is None:
+        kept = np.flatnonzero(selector.get_support())
+        selector._corrigo_kept = kept
+    return kept
 
 
 def words_of(text: str, token_pattern: str = r"(?u)\b\w\w+\b") -> list[str]:

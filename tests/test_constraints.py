@@ -37,6 +37,7 @@ COLUMNS = [
     (Project, "kind", enums.Kind, False),
     (Item, "source", enums.ItemSource, False),
     (Item, "lease_reason", enums.QueueReason, True),
+    (Item, "review_reason", enums.ReviewReason, True),
     (Annotation, "reason", enums.QueueReason, True),
     (ModelVersion, "status", enums.ModelStatus, False),
     (RetrainRun, "status", enums.RunStatus, False),
@@ -402,7 +403,7 @@ def test_the_migrations_make_exactly_the_models_checks(app):
             for model, col, enum, _nullable in COLUMNS:
                 if model.__tablename__ == table and col == column:
                     assert sorted(re.findall(r"'([^']+)'", sql)) == sorted(enum), sql
-    assert len(migrated) == 21
+    assert len(migrated) == 22
 
 
 def test_a_skips_lane_is_one_of_the_queue_reasons(rows):

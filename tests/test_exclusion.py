@@ -199,6 +199,7 @@ def test_each_lane_still_walks_its_index_with_the_exclusion_predicate(app):
         "uncertain": "ix_item_pool_score",
         "audit": "ix_item_pool_rand",
         "cold-start": "ix_item_pool_rand",
+        "second-opinion": "ix_item_pending",
     }
     assert set(lanes) == set(expected)
     conn = db.session.connection()

@@ -11,7 +11,16 @@ from sqlalchemy import delete, event, select, update
 from tests.factories import label_all, make_champion, make_items, make_project
 from webapp import pool, scoring
 from webapp.extensions import db
-from webapp.models import Item, ModelVersion, Project, Skip, SkipCursor, Task, utcnow
+from webapp.models import (
+    Annotation,
+    Item,
+    ModelVersion,
+    Project,
+    Skip,
+    SkipCursor,
+    Task,
+    utcnow,
+)
 from webapp.pool import cursor as skip_cursor
 
 
@@ -94,7 +103,8 @@ def test_uncertain_lane_follows_scores_and_audit_share_is_random(app):
 
 
 def test_audits_are_thirty_percent_while_the_heldout_set_is_small_then_ten(app):
-    project = make_project(settings={"audit_early_until": 40})
+    # The audit share alone: no second opinions (they are served as audits too).
+    project = make_project(settings={"audit_early_until": 40, "second_opinion": 1})
     champion = make_champion(project, n_labeled=150, n_pool=0)
     make_items(project, 700, start=1000)
     db.session.execute(
@@ -192,6 +202,7 @@ LANE_INDEX = {
     "ORDER BY item.disputed_at": "ix_item_disputed",
     "ORDER BY item.score DESC": "ix_item_pool_score",
     "ORDER BY item.rand": "ix_item_pool_rand",
+    "ORDER BY item.pending_since": "ix_item_pending",
 }
 
 
@@ -202,6 +213,9 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         assert "TEMP B-TREE" not in plan and "SCAN item |" not in plan + " |", (statement, plan)
         if "skip" in statement:
             assert "sqlite_autoindex_skip_1 (annotator=? AND item_id=?)" in plan, plan
+        if "annotation.annotator = ?" in statement:
+            # "Not answered by this expert": one probe of the item's answers per candidate.
+            assert "SEARCH annotation USING INDEX ix_annotation_item_id (item_id=?)" in plan, plan
     else:
         # ix_item_disputed holds disputed items only: with statistics saying they are few,
         # PostgreSQL may sort those few; a pool lane must never sort.
@@ -215,6 +229,8 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
             # another test's ANALYZE left; either is one indexed probe.
             assert re.search(r"Scan using (pk_skip|ix_skip_item_id) on skip", plan), plan
             assert "Join" not in plan and "Bitmap Heap Scan on skip" not in plan, plan
+        if "annotation.annotator = " in statement:
+            assert "Seq Scan on annotation" not in plan, plan
 
 
 @pytest.mark.parametrize(
@@ -226,6 +242,7 @@ def _assert_served_by_index(statement: str, plan: str, index: str) -> None:
         ("audit", ["audit"]),
         ("disputed", ["disputed"]),
         ("skipped head", ["uncertain"]),
+        ("second opinion", ["audit"]),
     ],
 )
 def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reasons):
@@ -244,6 +261,22 @@ def test_every_statement_the_queue_sends_is_served_by_its_index(app, setup, reas
         db.session.execute(update(Item).values(score=Item.rand, **_champion(project)))
     if setup == "disputed":
         db.session.execute(update(Item).where(Item.id == ids[7]).values(disputed_at=utcnow()))
+    if setup == "second opinion":
+        # Another expert's audit answer waits for a second opinion.
+        db.session.execute(
+            update(Item)
+            .where(Item.id == ids[9])
+            .values(label="sport", labeled_at=utcnow(), pending_since=utcnow())
+        )
+        db.session.add(
+            Annotation(
+                project_id=project.id,
+                item_id=ids[9],
+                annotator="user:9",
+                label="sport",
+                reason="audit",
+            )
+        )
     db.session.add(Skip(annotator="user:1", item_id=ids[3]))
     if setup == "skipped head":
         # The expert skipped the ten best items, and someone else holds the best but one.

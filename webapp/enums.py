@@ -64,6 +64,23 @@ class QueueReason(StrEnum):
     COLD_START = "cold-start"
 
 
+class ReviewReason(StrEnum):
+    """Why an item waits for a reviewer."""
+
+    REVIEW = "review"  # the experts disagree in a way the project's rule does not settle
+    SUSPECT = "suspect"  # confident learning flagged its label as likely wrong
+
+
+class Resolver(StrEnum):
+    """How an item's label was resolved (the resolution's `rule`)."""
+
+    LATEST = "latest"
+    MAJORITY = "majority"
+    REVIEW = "review"
+    DAWID_SKENE = "dawid_skene"
+    REVIEWER = "reviewer"
+
+
 class ItemSource(StrEnum):
     """How an item entered the pool."""
 

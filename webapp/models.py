@@ -48,6 +48,7 @@ from .enums import (
     ModelStatus,
     PromoteTo,
     QueueReason,
+    ReviewReason,
     Role,
     RunStatus,
     Scope,
@@ -133,6 +134,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # before it alerts is the `drift` alert rule's persistence (2 by default).
     "monitor_window": 86400,
     "drift_bins": 10,
+    # Several experts (webapp/pool/rounds.py): distinct experts' answers an item needs, and
+    # for disputed and audit items (the ones that settle disputes and evaluate models) a
+    # second opinion; how a round's answers resolve (labeling.agreement.RULES). Until a round
+    # has its answers the first one stands, so a project with one expert never waits.
+    "annotations_per_item": 1,
+    "second_opinion": 2,
+    "resolution": "latest",
     "gate": {
         "min_heldout": GateConfig.min_heldout,
         "min_delta": GateConfig.min_delta,
@@ -318,9 +326,17 @@ class Item(db.Model):
     excluded_at: Mapped[datetime | None] = mapped_column(DateTime)
     excluded_by: Mapped[str | None] = mapped_column(String(64))
     excluded_reason: Mapped[str | None] = mapped_column(String(MAX_EXCLUSION_REASON))
+    # Several experts (webapp/pool/rounds.py): the item's labeling round (a dispute opens a new
+    # one), since when the round waits for more experts' answers, and since when (and why:
+    # `review` or `suspect`) it waits for a reviewer.
+    round: Mapped[int] = mapped_column(Integer, server_default="0")
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime)
+    review_since: Mapped[datetime | None] = mapped_column(DateTime)
+    review_reason: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         UniqueConstraint("project_id", "external_id", name="uq_item_project_external"),
+        one_of("review_reason", ReviewReason),
         one_of("source", ItemSource),
         one_of("lease_reason", QueueReason),
         # Who, when and why come together, or not at all.
@@ -362,6 +378,21 @@ class Item(db.Model):
             "id",
             sqlite_where=text("label IS NOT NULL"),
             postgresql_where=text("label IS NOT NULL"),
+        ),
+        # Items waiting for another expert's answer, and for a reviewer, oldest first.
+        Index(
+            "ix_item_pending",
+            "project_id",
+            "pending_since",
+            sqlite_where=text("pending_since IS NOT NULL"),
+            postgresql_where=text("pending_since IS NOT NULL"),
+        ),
+        Index(
+            "ix_item_review",
+            "project_id",
+            "review_since",
+            sqlite_where=text("review_since IS NOT NULL"),
+            postgresql_where=text("review_since IS NOT NULL"),
         ),
         # The held-lease check: only leased rows, so its plan is obvious whatever the statistics.
         Index(
@@ -565,10 +596,22 @@ class Annotation(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Set when the expert changed this answer from their history (one row per answer).
     edited_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The item's round this answer belongs to (Item.round when it was given).
+    round: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         # An expert's answers newest first (the side list) and today's count: one index range.
         Index("ix_annotation_annotator", "project_id", "annotator", "created_at"),
+        # The project's latest answers given from the queue, with who gave them: whether several
+        # experts label it (pool/rounds.py) reads 500 entries of this, nothing else.
+        Index(
+            "ix_annotation_queue",
+            "project_id",
+            "id",
+            "annotator",
+            sqlite_where=text("reason IS NOT NULL"),
+            postgresql_where=text("reason IS NOT NULL"),
+        ),
         # The queue counts a project's audits (the held-out set) to set the audit share: only
         # audit rows are indexed, so the count reads them alone whatever else was labeled.
         Index(
@@ -578,6 +621,35 @@ class Annotation(db.Model):
             postgresql_where=text("reason = 'audit'"),
         ),
         one_of("reason", QueueReason),
+    )
+
+
+class Resolution(db.Model):
+    """Who or what gave an item its label: the project's rule over a round's answers, a
+    reviewer, or Dawid-Skene over the project; with the answers it read and why."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    # The answer that completed the round (undoing it undoes the resolution); None for others.
+    annotation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annotation.id", ondelete="CASCADE")
+    )
+    round: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(100))
+    previous: Mapped[str | None] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Why a reviewer saw it (`review` or `suspect`), for a reviewer's resolution.
+    flagged: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_resolution_item", "item_id", "id"),
+        Index("ix_resolution_project", "project_id", "id"),
+        Index("ix_resolution_annotation", "annotation_id"),
     )
 
 

@@ -302,7 +302,10 @@ def add_feedback(
         # Already settled by an expert the same way: nothing left to dispute.
         settled = item.label is not None and item.label == (label or item.label) != prediction.label
         if not settled and item.disputed_at is None:
+            # A dispute opens a new round of answers (webapp/pool/rounds.py).
             item.disputed_at = utcnow()
+            item.round = (item.round or 0) + 1
+            item.pending_since = None
     db.session.flush()
     return db.session.get(Feedback, feedback_id), True
 

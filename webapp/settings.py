@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from labeling.agreement import RULES
 from labeling.evaluation import METRIC_NAMES, MODES
 
 from .enums import PromoteTo, values
@@ -41,6 +42,7 @@ CHOICES = {
     "gate.metric": METRIC_NAMES,
     "gate.mode": MODES,
     "promote_to": values(PromoteTo),
+    "resolution": RULES,
 }
 
 
@@ -74,6 +76,9 @@ _RULES = {
     ),
     "monitor_window": (int, lambda v: 60 <= v <= 30 * 86400, "seconds from 60 to 2592000"),
     "drift_bins": (int, lambda v: 2 <= v <= 100, "a whole number from 2 to 100"),
+    "annotations_per_item": (int, lambda v: 1 <= v <= 10, "a whole number from 1 to 10"),
+    "second_opinion": (int, lambda v: 1 <= v <= 10, "a whole number from 1 to 10"),
+    "resolution": _one_of("resolution"),
 }
 SETTING_KEYS = tuple(_RULES)
 # The JSON type of each setting's value, for the API's schema (which checks types; `parse`

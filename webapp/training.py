@@ -414,11 +414,15 @@ def _settle_task(task: Task, reason: str) -> int:
     return 0
 
 
+# Task name -> its job, for re-enqueueing (the label-error hunt's is webapp/review/suspects.py's).
+TASK_JOBS = {RESCORE: RESCORE_JOB, "suspects": "worker.jobs.find_suspects"}
+
+
 def _enqueue_task(task: Task) -> int:
     """Enqueue a queued task's job again; the row keeps the intent if Redis is unreachable."""
-    if task.name != "rescore":
+    if task.name not in TASK_JOBS:
         return 0
-    job_id = jobs.enqueue(RESCORE_JOB, task.id, job_id=_job_id("rescore"))
+    job_id = jobs.enqueue(TASK_JOBS[task.name], task.id, job_id=_job_id(task.name))
     if job_id is None:
         return 0
     task.job_id = job_id
@@ -562,6 +566,10 @@ def _training_data(project: Project):
     X = training.to_matrix(project.kind, [r[2] for r in rows], project.features)
     labeled_at = np.array([r[4] for r in rows], dtype=object)
     return ids, labels, X, heldout_of(project, ids, [r[3] for r in rows]), labeled_at
+
+
+# The same arrays for other jobs that read the labeled set (the label-error hunt).
+training_data = _training_data
 
 
 def _take(X, mask: np.ndarray):

@@ -38,13 +38,30 @@ def _fresh_connections() -> None:
 
 
 def retrain(run_id: int) -> str:
-    """Train, evaluate, gate and maybe promote for retrain run `run_id`; return its status."""
+    """Train, evaluate, gate and maybe promote for retrain run `run_id`; return its status.
+
+    A project that resolves its experts' answers with Dawid-Skene has them re-resolved over
+    the whole project first, so the snapshot reads the aggregated labels.
+    """
     with get_app().app_context():
         _fresh_connections()
+        _aggregate_answers(run_id)
         job = get_current_job()
         return training.run_retrain(
             run_id, progress=lambda stage: _report(stage=stage), job_id=job.id if job else None
         )
+
+
+def _aggregate_answers(run_id: int) -> None:
+    """Dawid-Skene over the run's project's overlapping answers, when that is its rule."""
+    from webapp.models import Project, RetrainRun
+    from webapp.pool import rounds
+
+    run = db.session.get(RetrainRun, run_id)
+    project = db.session.get(Project, run.project_id) if run is not None else None
+    if project is not None and project.setting("resolution") == "dawid_skene":
+        rounds.resolve_dawid_skene(project)
+    db.session.commit()
 
 
 def rescore(task_id: int) -> None:
@@ -94,3 +111,13 @@ def score_shadow(experiment_id: int) -> int:
         from webapp import abtests
 
         return abtests.score_shadow(experiment_id)
+
+
+def find_suspects(task_id: int) -> int:
+    """Flag the project's likely label errors for review (confident learning) for task
+    `task_id`; return how many were flagged."""
+    from webapp.review import suspects
+
+    with get_app().app_context():
+        _fresh_connections()
+        return suspects.run(task_id)

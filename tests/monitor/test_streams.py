@@ -24,7 +24,9 @@ from webapp.models import Alert, Item, MonitorWindow, Prediction, RetrainRun, We
 
 DAY = timedelta(days=1)
 T0 = datetime(2026, 11, 1)
-SETTINGS = {"retrain_every": 0, "first_retrain_at": 100000}
+# A new auditor labels each day's audits: with second opinions (two experts label here) each
+# day's auditor would first be sent the day before's audits, so each audit takes one answer.
+SETTINGS = {"retrain_every": 0, "first_retrain_at": 100000, "second_opinion": 1}
 
 
 def truth(x1: float, x2: float, rng: np.random.Generator, flip: bool = False) -> str:

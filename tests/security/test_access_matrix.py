@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from flask.sessions import SecureCookieSessionInterface
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.factories import make_items, make_version, queue_retrain
 from tests.security.conftest import PASSWORD
@@ -30,8 +30,10 @@ from webapp.models import (
     Membership,
     ModelEvent,
     ModelVersion,
+    Resolution,
     RetrainRun,
     Skip,
+    Task,
     User,
     utcnow,
 )
@@ -206,6 +208,22 @@ OPS = [
     Op("monitor.monitor", "GET", lambda c: "/projects/news/monitor", member_run_role),
     Op("monitor.alerts", "GET", lambda c: "/projects/news/alerts", member_run_role),
     Op("review.agreement", "GET", lambda c: "/projects/news/agreement", member_run_role),
+    Op("review.queue", "GET", lambda c: "/projects/news/review", member_run_role),
+    Op(
+        "review.resolve",
+        "POST",
+        lambda c: f"/projects/news/review/{c['item']}",
+        member_run_role,
+        data=lambda c: {"label": "tech", "reason": "the matrix"},
+        effect=lambda c: count(Resolution, Resolution.item_id == c["item"]) > 0,
+    ),
+    Op(
+        "review.hunt",
+        "POST",
+        lambda c: "/projects/news/review/suspects",
+        member_run_role,
+        effect=lambda c: count(Task, Task.name == "suspects") > 0,
+    ),
     Op(
         "monitor.acknowledge",
         "POST",
@@ -491,6 +509,10 @@ def _contexts(team, n: int) -> list[dict]:
     news = team["news"]
     items = make_items(news, 2 * n)
     items, excluded_items = items[:n], items[n:]
+    # Each op's item also waits for a reviewer (the review queue's decision acts on it).
+    db.session.execute(
+        update(Item).where(Item.id.in_(items)).values(review_since=utcnow(), review_reason="review")
+    )
     for item_id in excluded_items:
         item = db.session.get(Item, item_id)
         item.excluded_at, item.excluded_by, item.excluded_reason = utcnow(), "user:0", "garbled"

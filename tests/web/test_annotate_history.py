@@ -36,7 +36,7 @@ def test_undo_takes_the_answer_back_and_shows_the_item_again(client, login, hx):
     user = login()
     first = item_id_of(client.get("/projects/news/annotate").text)
     response = hx("POST", f"/projects/news/annotate/{first}", data={"label": "tech"})
-    assert response.headers["HX-Trigger"] == "history-changed"
+    assert response.headers["HX-Trigger-After-Settle"] == "history-changed"
     second = item_id_of(response.text)
 
     undone = hx("POST", "/projects/news/annotate/undo")

@@ -1,6 +1,10 @@
 """In Chromium: an expert labels ten items with the keyboard only, undoes one, brings a skip
-back, changes one answer from the side list, and every answer is stored exactly once."""
+back, changes one answer from the side list, and every answer is stored exactly once.
 
+`CORRIGO_SCREENSHOT=docs/labeling.png` saves the labeling page, after the ten answers, there.
+"""
+
+import os
 import time
 
 from sqlalchemy import select
@@ -55,9 +59,12 @@ def test_an_expert_labels_undoes_and_edits_with_the_keyboard(app, page):
         page.keyboard.press(key)
         wait_for_next(page, current)
         current = shown_item(page)
-    page.wait_for_function("document.querySelectorAll('#history li.answer').length === 10")
+    page.wait_for_function("() => document.querySelectorAll('#history li.answer').length === 10")
     assert side_list_items(page)[0] == list(expected)[-1]
     assert "10 answered today" in page.locator("#history .progress-line").inner_text()
+    shot = os.environ.get("CORRIGO_SCREENSHOT")
+    if shot:  # the README's picture of the labeling page
+        page.screenshot(path=shot, full_page=True)
 
     # u takes the last answer back: that item is on screen again, and its answer is gone.
     last = list(expected)[-1]

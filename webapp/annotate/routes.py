@@ -143,15 +143,25 @@ def _render(
     if item is not None:
         suggestion = _suggestion(project, item)
         paragraphs = _paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else []
+        tip = _reason_tip(project, reason)
+        if item.pending_since is not None:
+            tip += (
+                " Another expert has answered it: yours is a second opinion, and their answer "
+                "shows in your side list once you have given yours."
+            )
+        disputed = item.disputed_at is not None or reason == QueueReason.DISPUTED
         context.update(
-            tip=_reason_tip(project, reason),
+            tip=tip,
             suggestion=suggestion,
-            dispute=_dispute(item) if item.disputed_at is not None else None,
+            dispute=_dispute(item) if disputed else None,
             paragraphs=_highlighted(project, paragraphs, suggestion),
             unusual=_unusual(project, item) if project.kind != Kind.TEXT else {},
         )
     if _hx():
-        return render_template("annotate/_item.html", **context), status, {"HX-Trigger": CHANGED}
+        # After the swap settles: the side list reloads once the next item is ready, and never
+        # competes with it.
+        headers = {"HX-Trigger-After-Settle": CHANGED}
+        return render_template("annotate/_item.html", **context), status, headers
     context.update(_history_context(project))
     return render_template("annotate/page.html", **context), status
 
@@ -168,6 +178,7 @@ def _history_context(project: Project, **extra) -> dict:
         "left": {
             "disputed": counts["disputed"],
             "unlabeled": max(counts["items"] - counts["labeled"], 0),
+            "second": history.waiting_for_second_opinion(project),
         },
         **extra,
     }
@@ -214,8 +225,8 @@ def _already_saved(item: Item, annotator: str, label: str) -> bool:
 def _answered_by_other(item: Item, annotator: str) -> tuple[str, str] | None:
     """(who, label) when the item was answered by someone else and is not waiting for a new
     answer (not disputed): they got it after this expert's lease ran out."""
-    if item.label is None or item.disputed_at is not None:
-        return None
+    if item.label is None or item.disputed_at is not None or item.lease_owner == annotator:
+        return None  # unanswered, disputed, or still this expert's (a second opinion)
     last = db.session.execute(
         select(Annotation.annotator, Annotation.label)
         .where(Annotation.item_id == item.id)

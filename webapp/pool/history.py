@@ -23,6 +23,7 @@ from ..errors import ValidationError
 from ..extensions import db
 from ..models import Annotation, Item, Project, Skip, SkipCursor, utcnow
 from ..validation import validate_label
+from . import rounds
 from .queue import leased_to_other
 
 #: How many answers and skips the side list shows.
@@ -56,6 +57,7 @@ class Answer:
     at: datetime
     edited: bool
     excerpt: str
+    others: tuple = ()  # (annotator, label) of other experts in the same round
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def recent_answers(project: Project, annotator: str, limit: int = RECENT) -> lis
         .order_by(Annotation.created_at.desc(), Annotation.id.desc())
         .limit(limit)
     ).all()
+    others = rounds.others_answers([a.item_id for a, _, _ in rows], annotator)
     return [
         Answer(
             item_id=a.item_id,
@@ -96,6 +99,7 @@ def recent_answers(project: Project, annotator: str, limit: int = RECENT) -> lis
             at=a.created_at,
             edited=a.edited_at is not None,
             excerpt=_excerpt(data),
+            others=tuple(others.get(a.item_id, ())),
         )
         for a, current, data in rows
     ]
@@ -133,6 +137,15 @@ def progress(project: Project, annotator: str) -> dict:
         .where(Annotation.project_id == project.id, Annotation.annotator == annotator)
     ).one()
     return {"today": int(today or 0), "answered": int(answered), "agreed": int(agreed)}
+
+
+def waiting_for_second_opinion(project: Project) -> int:
+    """Items whose round waits for another expert's answer (ix_item_pending)."""
+    return db.session.scalar(
+        select(func.count(Item.id)).where(
+            Item.project_id == project.id, Item.pending_since.is_not(None)
+        )
+    )
 
 
 def _latest_answer(item_id: int) -> Annotation | None:
@@ -184,19 +197,27 @@ def undo(project: Project, annotator: str) -> Undone:
     if leased_to_other(item, annotator):
         raise Refused(f"Item #{item.id} is being labeled by someone else now; not undone.")
     latest = _latest_answer(item.id)
-    if latest.id != answer.id:
+    if latest.id != answer.id and (item.pending_since is None or answer.round != item.round):
         raise Refused(
             f"Item #{item.id} was answered again by {latest.annotator} after you; change "
             "your answer from your history instead."
         )
+    label, reason, round_no = answer.label, answer.reason, answer.round
+    db.session.delete(answer)
+    db.session.flush()
+    if round_no == item.round and rounds.round_answers(item):
+        # Other experts' answers in the round stand; the round waits for this expert again.
+        rounds.settle(project, item)
+        _give_back(project, item, annotator, reason)
+        db.session.flush()
+        return Undone(item, reason or "", f"your answer {label} on #{item.id}")
     previous = db.session.scalar(
         select(Annotation)
-        .where(Annotation.item_id == item.id, Annotation.id != answer.id)
+        .where(Annotation.item_id == item.id, Annotation.round < item.round)
         .order_by(Annotation.id.desc())
         .limit(1)
     )
-    label, reason = answer.label, answer.reason
-    db.session.delete(answer)
+    item.pending_since = None
     if previous is None:
         item.label = item.labeled_at = None
     else:
@@ -263,13 +284,12 @@ def edit(project: Project, annotator: str, item_id: int, label: str) -> Answer:
     if leased_to_other(item, annotator):
         raise Refused(f"Item #{item_id} is being labeled by someone else now; not changed.")
     if answer.label != label:
-        latest = _latest_answer(item_id)
         answer.label = label
         answer.edited_at = utcnow()
-        if latest.id == answer.id:
-            item.label = label
-            item.labeled_at = answer.edited_at
         db.session.flush()
+        if answer.round == item.round:
+            rounds.settle(project, item)  # the round decides the item's label again
+            db.session.flush()
     return Answer(
         item_id=item.id,
         label=answer.label,
@@ -294,4 +314,5 @@ __all__ = [
     "recent_answers",
     "skipped",
     "undo",
+    "waiting_for_second_opinion",
 ]

@@ -17,12 +17,14 @@ from ..extensions import db
 from ..models import Annotation, Item, ModelVersion, Project, ProjectCounter, RetrainRun, utcnow
 from ..transaction import unit_of_work
 from ..validation import validate_label
+from . import rounds
 from .items import _batches
 
 
 @unit_of_work
 def annotate(project: Project, item: Item, annotator: str, label: str) -> Annotation:
-    """Record an expert label, resolve the item, and trigger a retrain every N label changes.
+    """Record an expert's answer, settle the item's round (`rounds.settle`: its label now, or
+    a wait for more experts or a reviewer), and trigger a retrain every N label changes.
 
     Raises ValidationError for an unknown label; the caller checks leases and access. A unit
     of work of its own (see `webapp.transaction`): the label commits first, then the retrain
@@ -32,14 +34,23 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
 
     validate_label(project, label)
     reason = item.lease_reason if item.lease_owner == annotator else None
-    annotation = Annotation(
-        project_id=project.id, item_id=item.id, annotator=annotator, label=label, reason=reason
-    )
-    db.session.add(annotation)
-    item.label = label
-    item.labeled_at = utcnow()
-    item.disputed_at = None
+    annotation = rounds.answer_of(item, annotator)
+    if annotation is None:
+        annotation = Annotation(
+            project_id=project.id,
+            item_id=item.id,
+            annotator=annotator,
+            label=label,
+            reason=reason,
+            round=item.round,
+        )
+        db.session.add(annotation)
+    elif annotation.label != label:
+        # One answer per expert and round: answering again changes it in place.
+        annotation.label, annotation.edited_at = label, utcnow()
     item.lease_owner = item.lease_until = item.lease_reason = None
+    db.session.flush()
+    rounds.settle(project, item, annotation)
     db.session.commit()
     if _claim_retrain(project):
         trigger_retrain(project, trigger="auto")

@@ -51,6 +51,8 @@ from . import cursor as skip_cursor
 from .cursor import Cursor, after
 
 REASONS = values(QueueReason)
+#: The lane of items waiting for another expert's answer (leased under their round's lane).
+SECOND_OPINION = "second-opinion"
 
 
 def _free(now: datetime):
@@ -69,6 +71,29 @@ def _not_skipped_by(annotator: str):
     """
     probe = select(Skip.item_id).where(Skip.annotator == annotator, Skip.item_id == Item.id)
     return ~exists(probe.offset(literal_column("0")))
+
+
+def _not_answered_by(annotator: str):
+    """Not answered by `annotator` in the item's current round: one probe of the annotation
+    index per candidate (few: only disputed and second-opinion items are asked). OFFSET 0
+    keeps it a subplan on PostgreSQL, as for skips."""
+    probe = select(Annotation.id).where(
+        Annotation.item_id == Item.id,
+        Annotation.round == Item.round,
+        Annotation.annotator == annotator,
+    )
+    return ~exists(probe.offset(literal_column("0")))
+
+
+def _round_lane():
+    """Per item (correlated): the lane its current round's first answer came through."""
+    return (
+        select(Annotation.reason)
+        .where(Annotation.item_id == Item.id, Annotation.round == Item.round)
+        .order_by(Annotation.id)
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def has_champion(project: Project) -> bool:
@@ -102,7 +127,11 @@ def held_lease_query(project_id: int, annotator: str, now: datetime) -> Select:
             Item.project_id == project_id,
             Item.lease_owner == annotator,
             Item.lease_until >= now,
-            or_(Item.label.is_(None), Item.disputed_at.is_not(None)),
+            or_(
+                Item.label.is_(None),
+                Item.disputed_at.is_not(None),
+                Item.pending_since.is_not(None),
+            ),
         )
         .limit(1)
     )
@@ -135,10 +164,19 @@ def lanes(
     base.append(Item.excluded_at.is_(None))  # an engineer took it out (pool/exclusion.py)
     yield (
         select(Item.id)
-        .where(Item.disputed_at.is_not(None), *base)
+        .where(Item.disputed_at.is_not(None), *base, _not_answered_by(annotator))
         .order_by(Item.disputed_at)
         .limit(1),
         "disputed",
+    )
+    # Second opinions: items whose round waits for more experts' answers, oldest first, to
+    # experts who have not answered them (pool/rounds.py).
+    yield (
+        select(Item.id)
+        .where(Item.pending_since.is_not(None), *base, _not_answered_by(annotator))
+        .order_by(Item.pending_since)
+        .limit(1),
+        SECOND_OPINION,
     )
     pool = [*base, Item.label.is_(None)]
     if uncertain:
@@ -184,12 +222,14 @@ def lanes(
 def claim_statement(
     lane: Select, annotator: str, reason: str, now: datetime, until: datetime
 ) -> Update:
-    """One UPDATE that leases the lane's head to `annotator` and returns its id (or nothing)."""
+    """One UPDATE that leases the lane's head to `annotator` and returns its id (or nothing).
+    A second opinion is leased under the lane its round's first answer came through."""
     head = lane.with_for_update(skip_locked=True).correlate(None).scalar_subquery()
+    lease_reason = _round_lane() if reason == SECOND_OPINION else reason
     return (
         update(Item)
         .where(Item.id == head, _free(now))
-        .values(lease_owner=annotator, lease_until=until, lease_reason=reason)
+        .values(lease_owner=annotator, lease_until=until, lease_reason=lease_reason)
         .returning(Item.id)
         .execution_options(synchronize_session=False)
     )
@@ -293,13 +333,15 @@ def next_item(
         item_id = db.session.scalar(claim_statement(query, annotator, reason, now, until))
         db.session.commit()
         if item_id is not None:
-            return db.session.get(Item, item_id), reason
+            item = db.session.get(Item, item_id)
+            return item, item.lease_reason or reason
     return None
 
 
 def _passes(reason: str, lane: str, audit_draw: bool) -> bool:
     """Whether a lane's item may be served under the expert's lane filter: its own lane, and
-    audits when this call drew one (they keep their share whatever the filter)."""
+    audits when this call drew one (they keep their share whatever the filter). Second
+    opinions come without a filter only."""
     if reason == QueueReason.AUDIT:
         return audit_draw or lane == QueueReason.AUDIT
     return reason == lane
