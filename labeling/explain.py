@@ -13,11 +13,13 @@ feature values of a tabular item that are rare in the training data.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.utils import murmurhash3_32
+
+from labeling import training
 
 _TEXT_STEPS = ("hash", "seen", "tfidf", "clf")
 
@@ -39,6 +41,30 @@ def term_weights(model: Any, text: str, label: str, top: int = 8) -> dict[str, f
     steps = getattr(model, "named_steps", None)
     if steps is None or tuple(steps) != _TEXT_STEPS or not text:
         return {}
+    row = model[:-1].transform([text]).tocsr()  # this text's tf-idf, in the model's columns
+    return _weights(steps, row, text, label, top)
+
+
+def suggest_and_explain(
+    model: Any, text: str, labels: Sequence[str], top: int = 8
+) -> tuple[np.ndarray, dict[str, float]] | None:
+    """The text pipeline's probabilities (in `labels` order) and the words behind its most
+    likely label, from one pass through the pipeline; None for a model that is not one.
+
+    The labeling page needs both for every item: transforming the text once saves the second
+    pass :func:`term_weights` would make.
+    """
+    steps = getattr(model, "named_steps", None)
+    if steps is None or tuple(steps) != _TEXT_STEPS or not text:
+        return None
+    row = model[:-1].transform([text]).tocsr()
+    proba = training.predict_proba_for(steps["clf"], row, labels)[0]
+    best = str(labels[int(np.argmax(proba))])
+    return proba, _weights(steps, row, text, best, top)
+
+
+def _weights(steps: Mapping[str, Any], row: Any, text: str, label: str, top: int) -> dict:
+    """`term_weights` from the text's tf-idf row."""
     clf = steps["clf"]
     classes = [str(c) for c in clf.classes_]
     if str(label) not in classes:
@@ -61,7 +87,6 @@ def term_weights(model: Any, text: str, label: str, top: int = 8) -> dict[str, f
     )
     cols = np.searchsorted(kept, buckets)
     known = (cols < len(kept)) & (kept[np.minimum(cols, len(kept) - 1)] == buckets)
-    row = model[:-1].transform([text]).tocsr()  # this text's tf-idf, in the model's columns
     tfidf = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
     out = {}
     for word, col, ok in zip(words, cols.tolist(), known.tolist(), strict=True):

@@ -60,20 +60,39 @@ def _labeled_here(project: Project, add: int = 0) -> int:
     return counts.get(key, 0)
 
 
-def _suggestion(project: Project, item: Item) -> dict | None:
-    """The champion's label for the item with its confidence, or None before any promotion."""
+def _suggestion(project: Project, item: Item) -> tuple[dict | None, dict[str, float]]:
+    """The champion's label for the item with every label's probability (None before any
+    promotion), and for text the words behind it (word -> weight, the strongest 1)."""
+    weights: dict[str, float] = {}
     try:
-        suggested = serving.suggest(project, item.data)
+        both = None
+        if project.kind == Kind.TEXT:
+            champion = serving.champion_model(project)
+            if champion is None:
+                return None, {}
+            text = str(item.data.get("text", ""))
+            both = explain.suggest_and_explain(champion[2], text, list(project.labels))
+        if both is not None:  # one pass through the text pipeline for both
+            proba, weights = both
+            version_no = champion[1]
+            probabilities = {
+                label: round(float(p), 6) for label, p in zip(project.labels, proba, strict=True)
+            }
+        else:
+            suggested = serving.suggest(project, item.data)
+            if suggested is None:
+                return None, {}
+            version_no, probabilities = suggested
     except ValueError:
         # Data the model cannot read (a non-numeric feature, say) only costs the suggestion.
         current_app.logger.warning("no suggestion for item %s", item.id, exc_info=True)
-        return None
-    if suggested is None:
-        return None
-    version_no, probabilities = suggested
+        return None, {}
     ranked = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
     best, confidence = ranked[0]
-    return {"label": best, "confidence": confidence, "version": version_no, "ranked": ranked}
+    strongest = max(weights.values(), default=0.0) or 1.0
+    scaled = {word: w / strongest for word, w in weights.items()}
+    suggestion = {"label": best, "confidence": confidence, "version": version_no, "ranked": ranked}
+    return suggestion, scaled
 
 
 def _dispute(item: Item) -> dict | None:
@@ -89,18 +108,6 @@ def _dispute(item: Item) -> dict | None:
         return None
     predicted, correct, suggested, comment = row
     return {"predicted": predicted, "correct": correct, "label": suggested, "comment": comment}
-
-
-def _highlighted(project: Project, paragraphs: list[str], suggestion: dict | None) -> list:
-    """Each paragraph as (piece, weight) segments: the words that pushed the champion towards
-    its suggestion carry their weight (0 to 1, the strongest 1), every other piece None."""
-    champion = serving.champion_model(project) if suggestion else None
-    weights = {}
-    if champion is not None:
-        weights = explain.term_weights(champion[2], "\n\n".join(paragraphs), suggestion["label"])
-    strongest = max(weights.values(), default=0.0) or 1.0
-    scaled = {word: w / strongest for word, w in weights.items()}
-    return [explain.segments(paragraph, scaled) for paragraph in paragraphs]
 
 
 def _unusual(project: Project, item: Item) -> dict[str, float]:
@@ -126,6 +133,7 @@ def _render(
     """Render the item (or the empty-queue state): the partial for htmx, else the whole page."""
     item, reason = picked if picked else (None, None)
     labels = project.labels
+    filters = {k: v for k, v in _filters(project).items() if v and v != "all"}
     context = {
         "project": project,
         "item": item,
@@ -135,13 +143,14 @@ def _render(
         "message": message,
         "level": level,
         "error": error,
-        "filters": _filters(project),
+        "filters": filters,
         "lane_filters": pool.LANE_FILTERS,
-        "audit_share": pool.audit_share_now(project),
+        # Only a filtered page says what the audit share is (a count while the share is early).
+        "audit_share": pool.audit_share_now(project) if any(filters.values()) else None,
         "suggested_scan": SUGGESTED_SCAN,
     }
     if item is not None:
-        suggestion = _suggestion(project, item)
+        suggestion, weights = _suggestion(project, item)
         paragraphs = _paragraphs(item.data.get("text", "")) if project.kind == Kind.TEXT else []
         tip = _reason_tip(project, reason)
         if item.pending_since is not None:
@@ -154,7 +163,7 @@ def _render(
             tip=tip,
             suggestion=suggestion,
             dispute=_dispute(item) if disputed else None,
-            paragraphs=_highlighted(project, paragraphs, suggestion),
+            paragraphs=[explain.segments(paragraph, weights) for paragraph in paragraphs],
             unusual=_unusual(project, item) if project.kind != Kind.TEXT else {},
         )
     if _hx():

@@ -34,7 +34,8 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
 
     validate_label(project, label)
     reason = item.lease_reason if item.lease_owner == annotator else None
-    annotation = rounds.answer_of(item, annotator)
+    answers = rounds.round_answers(item)
+    annotation = next((a for a in answers if a.annotator == annotator), None)
     if annotation is None:
         annotation = Annotation(
             project_id=project.id,
@@ -48,9 +49,12 @@ def annotate(project: Project, item: Item, annotator: str, label: str) -> Annota
     elif annotation.label != label:
         # One answer per expert and round: answering again changes it in place.
         annotation.label, annotation.edited_at = label, utcnow()
+    if annotation in answers:
+        answers.remove(annotation)
+    answers.append(annotation)  # the answer given last
     item.lease_owner = item.lease_until = item.lease_reason = None
     db.session.flush()
-    rounds.settle(project, item, annotation)
+    rounds.settle(project, item, annotation, answers)
     db.session.commit()
     if _claim_retrain(project):
         trigger_retrain(project, trigger="auto")

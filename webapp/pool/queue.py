@@ -326,6 +326,9 @@ def next_item(
     for query, reason in chosen:
         if lane is not None and not _passes(reason, lane, audit_draw):
             continue
+        if reason == SECOND_OPINION and db.session.scalar(query) is None:
+            # Usually none wait: one indexed read instead of a claim and its commit.
+            continue
         if suggested is not None and predict is not None and reason != QueueReason.AUDIT:
             query = _suggested_head(query, suggested, predict)
             if query is None:

@@ -86,11 +86,18 @@ def _rule(project: Project) -> str:
     return agreement.MAJORITY if rule == agreement.DAWID_SKENE else rule
 
 
-def settle(project: Project, item: Item, completing: Annotation | None = None) -> str:
+def settle(
+    project: Project,
+    item: Item,
+    completing: Annotation | None = None,
+    answers: list[Annotation] | None = None,
+) -> str:
     """Bring the item's state in line with its current round's answers; return the round's
     status (`empty`, `pending`, `review` or `resolved`). `completing` is the answer just given
-    (a resolution it completes is undone with it)."""
-    answers = round_answers(item)
+    (a resolution it completes is undone with it); `answers`, the round's answers when the
+    caller has them already (`round_answers`' order)."""
+    if answers is None:
+        answers = round_answers(item)
     if not answers:
         item.pending_since = None
         return "empty"
