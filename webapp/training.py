@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 RETRAIN_JOB = "worker.jobs.retrain"
 RESCORE_JOB = "worker.jobs.rescore"
 RESCORE = "rescore"  # Task.name
+# Task name -> its job (the label-error hunt's is webapp/review/suspects.py's).
+TASK_JOBS = {RESCORE: RESCORE_JOB, "suspects": "worker.jobs.find_suspects"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,16 +220,23 @@ def request_rescore(project: Project) -> Task:
     when it starts; the database allows one queued rescore per project, and a request racing
     another for that slot reads the winner instead of failing.
     """
-    queued = _queued_rescore(project.id)
+    return queue_task(project, RESCORE)
+
+
+def queue_task(project: Project, name: str) -> Task:
+    """Queue a background task of kind `name` (a key of `TASK_JOBS`) for the project: one
+    queued task of a kind per project (the database's `uq_task_queued`), which absorbs later
+    requests; its job is enqueued after the caller's commit. Flushed, not committed."""
+    queued = _queued_task(project.id, name)
     if queued is not None:
         return queued
-    job_id = _job_id("rescore")
+    job_id = _job_id(name)
     dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
     task_id = db.session.scalar(
         dialect.insert(Task)
         .values(
             project_id=project.id,
-            name=RESCORE,
+            name=name,
             status="queued",
             job_id=job_id,
             args={},
@@ -240,16 +249,21 @@ def request_rescore(project: Project) -> Task:
         .returning(Task.id)
     )
     if task_id is None:
-        # Another request queued one between our look and our insert: it covers our items.
-        return _queued_rescore(project.id)
-    after_commit(lambda: jobs.enqueue(RESCORE_JOB, task_id, job_id=job_id), key=job_id)
+        # Another request queued one between our look and our insert: it covers ours.
+        return _queued_task(project.id, name)
+    job = TASK_JOBS[name]
+    after_commit(lambda: jobs.enqueue(job, task_id, job_id=job_id), key=job_id)
     return db.session.get(Task, task_id)
 
 
 def _queued_rescore(project_id: int) -> Task | None:
+    return _queued_task(project_id, RESCORE)
+
+
+def _queued_task(project_id: int, name: str) -> Task | None:
     return db.session.scalar(
         select(Task).where(
-            Task.project_id == project_id, Task.name == RESCORE, Task.status == "queued"
+            Task.project_id == project_id, Task.name == name, Task.status == "queued"
         )
     )
 
@@ -412,10 +426,6 @@ def _settle_task(task: Task, reason: str) -> int:
     task.status, task.error, task.finished_at = "failed", reason, utcnow()
     db.session.commit()
     return 0
-
-
-# Task name -> its job, for re-enqueueing (the label-error hunt's is webapp/review/suspects.py's).
-TASK_JOBS = {RESCORE: RESCORE_JOB, "suspects": "worker.jobs.find_suspects"}
 
 
 def _enqueue_task(task: Task) -> int:

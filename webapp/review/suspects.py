@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from labeling import agreement
 from labeling import training as models
 
-from .. import jobs
 from ..enums import ReviewReason, TaskStatus
 from ..extensions import db
 from ..models import Item, Project, Task, utcnow
-from ..training import training_data
-from ..transaction import after_commit, unit_of_work
+from ..training import queue_task, training_data
+from ..transaction import unit_of_work
 
-TASK = "suspects"  # Task.name
-JOB = "worker.jobs.find_suspects"
+TASK = "suspects"  # Task.name; its job is TASK_JOBS[TASK], worker.jobs.find_suspects
 #: At most this many labels are cross-validated (a seeded sample beyond), and flagged per run.
 MAX_ROWS = 3000
 MAX_FLAGGED = 50
@@ -31,37 +28,7 @@ MAX_FLAGGED = 50
 
 def request(project: Project) -> Task:
     """Queue a hunt for likely label errors (a queued one absorbs the request). Flushed."""
-    queued = _queued(project.id)
-    if queued is not None:
-        return queued
-    dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
-    task_id = db.session.scalar(
-        dialect.insert(Task)
-        .values(
-            project_id=project.id,
-            name=TASK,
-            status="queued",
-            args={},
-            progress=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(
-            index_elements=[Task.project_id, Task.name], index_where=Task.status == "queued"
-        )
-        .returning(Task.id)
-    )
-    if task_id is None:
-        return _queued(project.id)
-    after_commit(lambda: jobs.enqueue(JOB, task_id), key=f"suspects-{task_id}")
-    return db.session.get(Task, task_id)
-
-
-def _queued(project_id: int) -> Task | None:
-    return db.session.scalar(
-        select(Task).where(
-            Task.project_id == project_id, Task.name == TASK, Task.status == "queued"
-        )
-    )
+    return queue_task(project, TASK)
 
 
 def latest(project: Project) -> Task | None:
