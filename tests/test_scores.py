@@ -123,12 +123,12 @@ def test_a_request_that_loses_the_race_for_the_queued_slot_uses_the_winner(app, 
     for task in _tasks(project, "queued"):
         task.status = "succeeded"  # the promotion's rescore, done
     db.session.commit()
-    original = training._queued_rescore
+    original = training._queued_task
     winner = []
 
-    def racing(project_id):
+    def racing(project_id, name):
         """Our look finds nothing; a competitor then queues and commits its own rescore."""
-        found = original(project_id)
+        found = original(project_id, name)
         if not winner:
             with db.engine.begin() as conn:
                 winner.append(
@@ -147,7 +147,7 @@ def test_a_request_that_loses_the_race_for_the_queued_slot_uses_the_winner(app, 
                 )
         return found
 
-    monkeypatch.setattr(training, "_queued_rescore", racing)
+    monkeypatch.setattr(training, "_queued_task", racing)
     task = training.request_rescore(project)
     # No IntegrityError, and the caller's transaction is still usable (on PostgreSQL a failed
     # INSERT would have aborted it): it goes on and commits its own work.
