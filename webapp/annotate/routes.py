@@ -87,12 +87,9 @@ def _suggestion(project: Project, item: Item) -> tuple[dict | None, dict[str, fl
         # Data the model cannot read (a non-numeric feature, say) only costs the suggestion.
         current_app.logger.warning("no suggestion for item %s", item.id, exc_info=True)
         return None, {}
-    ranked = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
-    best, confidence = ranked[0]
     strongest = max(weights.values(), default=0.0) or 1.0
     scaled = {word: w / strongest for word, w in weights.items()}
-    suggestion = {"label": best, "confidence": confidence, "version": version_no, "ranked": ranked}
-    return suggestion, scaled
+    return serving.ranked(version_no, probabilities), scaled
 
 
 def _dispute(item: Item) -> dict | None:
@@ -218,22 +215,10 @@ def _item_or_404(project: Project, item_id: int) -> Item:
     return item
 
 
-def _already_saved(item: Item, annotator: str, label: str) -> bool:
-    """Whether this form was already sent: the user's own latest label, and no lease left."""
-    if item.label != label or item.disputed_at is not None or item.lease_owner == annotator:
-        return False
-    last = db.session.scalar(
-        select(Annotation.annotator)
-        .where(Annotation.item_id == item.id)
-        .order_by(Annotation.id.desc())
-        .limit(1)
-    )
-    return last == annotator
-
-
-def _answered_by_other(item: Item, annotator: str) -> tuple[str, str] | None:
-    """(who, label) when the item was answered by someone else and is not waiting for a new
-    answer (not disputed): they got it after this expert's lease ran out."""
+def _settled_answer(item: Item, annotator: str) -> tuple[str, str] | None:
+    """(who, label) of the item's latest answer when the item is settled for this expert:
+    labeled, not disputed, and no longer leased to them. Either their own answer sent twice,
+    or someone else's given after their lease ran out; None for an item still to answer."""
     if item.label is None or item.disputed_at is not None or item.lease_owner == annotator:
         return None  # unanswered, disputed, or still this expert's (a second opinion)
     last = db.session.execute(
@@ -242,9 +227,7 @@ def _answered_by_other(item: Item, annotator: str) -> tuple[str, str] | None:
         .order_by(Annotation.id.desc())
         .limit(1)
     ).first()
-    if last is None or last.annotator == annotator:
-        return None
-    return last.annotator, last.label
+    return None if last is None else (last.annotator, last.label)
 
 
 def _filters(project: Project) -> dict:
@@ -310,10 +293,11 @@ def submit(slug: str, item_id: int):
             "label was not saved. Here is your next item.",
             "warning",
         )
-    if _already_saved(item, annotator, label):
+    settled = _settled_answer(item, annotator)
+    if settled is not None and settled[0] == annotator and item.label == label:
         return _next(project, f"Item #{item.id} was already saved as {label}.")
     # Answered by someone else after this expert's lease ran out: both answers are kept.
-    overtaken = _answered_by_other(item, annotator)
+    overtaken = settled if settled is not None and settled[0] != annotator else None
     try:
         pool.annotate(project, item, annotator, label)
     except ValidationError:
