@@ -76,24 +76,30 @@ def suggested_labels(project: Project, rows: list[dict]) -> list[str | None] | N
     if champion is None:
         return None
     labels = list(project.labels)
+
+    def predict(batch: list[dict]) -> list[str]:
+        X = training.to_matrix(project.kind, batch, project.features)
+        return [labels[i] for i in training.predict_proba_for(champion[2], X, labels).argmax(1)]
+
     try:
-        X = training.to_matrix(project.kind, rows, project.features)
-        proba = training.predict_proba_for(champion[2], X, labels)
+        return predict(rows)
     except ValueError:
-        return [s and s[0] for s in (_one_suggestion(project, row) for row in rows)]
-    return [labels[i] for i in proba.argmax(axis=1)]
+        # A row the model cannot read: the others one by one, that one None.
+        out: list[str | None] = []
+        for row in rows:
+            try:
+                out.extend(predict([row]))
+            except ValueError:
+                out.append(None)
+        return out
 
 
-def _one_suggestion(project: Project, data: dict) -> tuple[str] | None:
-    """(the champion's label,) for one item, or None when the model cannot read it."""
-    try:
-        suggested = suggest(project, data)
-    except ValueError:
-        return None
-    if suggested is None:
-        return None
-    probabilities = suggested[1]
-    return (max(probabilities, key=probabilities.get),)
+def ranked(version_no: int, probabilities: dict[str, float]) -> dict:
+    """A suggestion as pages show it: the label, its confidence, the version, and every
+    label's probability most likely first."""
+    order = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
+    best, confidence = order[0]
+    return {"label": best, "confidence": confidence, "version": version_no, "ranked": order}
 
 
 def suggest(project: Project, data: dict) -> tuple[int, dict[str, float]] | None:

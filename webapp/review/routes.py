@@ -64,9 +64,7 @@ def queue(slug: str):
         except ValueError:
             suggested = None
         if suggested is not None:
-            version_no, probabilities = suggested
-            ranked = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
-            suggestion = {"version": version_no, "label": ranked[0][0], "ranked": ranked}
+            suggestion = serving.ranked(*suggested)
     names = emails(a[0] for a in case.answers) if case else {}
     return render_template(
         "review/queue.html",
@@ -77,7 +75,6 @@ def queue(slug: str):
         waiting=decide.waiting(project),
         outcomes=decide.suspect_outcomes(project),
         hunt=suspects.latest(project),
-        keys="1234567890",
     )
 
 
