@@ -96,3 +96,14 @@ def test_annotators_do_not_see_the_review_queue_and_a_hunt_is_queued(client, log
 def _csrf(client) -> str:
     with client.session_transaction() as sess:
         return sess.setdefault("csrf", "probe")
+
+
+def test_the_review_lane_leads_reviewers_to_their_page_and_tells_annotators_why_not(client, login):
+    make_project()
+    login()
+    told = client.get("/projects/news/annotate?lane=review", follow_redirects=True)
+    assert "decided by reviewers on the project's Review page" in text(told.text)
+    client.post("/logout", data={"csrf_token": _csrf(client)})
+    login("reviewer", email="rev@example.com")
+    led = client.get("/projects/news/annotate?lane=review")
+    assert led.status_code == 302 and led.headers["Location"] == "/projects/news/review"

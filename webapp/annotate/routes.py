@@ -10,7 +10,7 @@ from labeling import explain
 from labeling.sampling import COMMITTEE_STRATEGIES
 
 from .. import pool, serving
-from ..enums import Kind, QueueReason
+from ..enums import Kind, QueueReason, Role
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import Annotation, Feedback, Item, Prediction, Project
@@ -19,6 +19,8 @@ from ..pool import history
 from ..pool.queue import SUGGESTED_SCAN
 from . import bp
 
+# The lane filter's last choice: the reviewers' queue (their page, not the labeling queue).
+REVIEW_LANE = "review"
 # The event the history side list listens for: every answer, skip, undo or edit sends it.
 CHANGED = "history-changed"
 
@@ -264,6 +266,16 @@ def _pick(project: Project) -> tuple[Item, str] | None:
 def next_item(slug: str):
     """Show the labeling page with the next item leased to the user (`?lane=&label=` filter)."""
     project = project_or_404(slug)
+    if request.args.get("lane") == REVIEW_LANE:
+        # Items waiting for review are decided on the reviewers' page, not served as answers.
+        if current_user.role in (Role.REVIEWER, Role.ENGINEER, Role.ADMIN):
+            return redirect(url_for("review.queue", slug=project.slug))
+        flash(
+            "Items waiting for review are decided by reviewers on the project's Review page: "
+            "ask one, or pick another lane.",
+            "warning",
+        )
+        return redirect(url_for("annotate.next_item", slug=project.slug))
     if "lane" in request.args or "label" in request.args:
         error = _set_filters(
             project, request.args.get("lane", "all"), request.args.get("label", "")
